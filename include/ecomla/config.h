@@ -1,0 +1,53 @@
+// The model specification: one plain struct from which every model module is built.
+//
+// Parsed once from GGUF metadata or a Hugging Face config.json; validate() names the bad field.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ecomla {
+
+// Grouped-query attention, the Llama original (MHA when n_head_kv == n_head).
+struct GqaSpec {
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;
+};
+
+enum class RopeScaling { None, Linear, Llama3 };
+
+struct RopeConfig {
+  double theta = 10000.0;
+  RopeScaling scaling = RopeScaling::None;
+  double factor = 1.0;               // linear and llama3
+  double low_freq_factor = 1.0;      // llama3
+  double high_freq_factor = 4.0;     // llama3
+  int64_t original_context = 8192;   // llama3: original_max_position_embeddings
+  // Per-frequency divisors stored by GGUF files (rope_freqs.weight) instead of the llama3
+  // parameters; empty when absent.
+  std::vector<float> freq_factors;
+};
+
+struct ModelConfig {
+  std::string architecture = "llama";
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t n_layer = 0;
+  int64_t max_position_embeddings = 2048;
+  double rms_norm_eps = 1e-5;
+  bool tie_word_embeddings = false;
+  RopeConfig rope;
+  std::vector<GqaSpec> attention;  // one per layer
+
+  // Values cached per token summed over all layers (K and V), and bytes at a given width.
+  int64_t kv_values_per_token() const;
+  int64_t parameter_count() const;
+  // Throws std::invalid_argument naming the first inconsistent field.
+  void validate() const;
+};
+
+}  // namespace ecomla

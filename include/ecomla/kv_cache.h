@@ -1,0 +1,38 @@
+// Per-layer key/value cache for incremental decoding. Every row of the batch shares one length.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+#include "ecomla/config.h"
+
+namespace ecomla {
+
+class KvCache {
+public:
+  // Preallocates [B, Hkv, capacity, Dh] keys and values per layer.
+  KvCache(const ModelConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype,
+          at::Device device = at::kCPU);
+
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t batch() const { return batch_; }
+
+  // Writes k, v [B, Hkv, T, Dh] at positions [length, length + T) of `layer` and returns the
+  // keys and values of positions [0, length + T). The length itself moves on in advance().
+  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k,
+                                           const at::Tensor& v);
+  // Called once per forward pass, after every layer has appended its T positions.
+  void advance(int64_t n_tokens);
+  // Forgets everything after the first n positions.
+  void truncate(int64_t n);
+  // Bytes held by the cached positions (not the preallocated capacity).
+  int64_t bytes_used() const;
+
+private:
+  std::vector<at::Tensor> k_, v_;
+  int64_t batch_, capacity_, length_ = 0;
+};
+
+}  // namespace ecomla

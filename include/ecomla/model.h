@@ -1,0 +1,121 @@
+// The Llama causal LM as libtorch modules, built from one ModelConfig.
+//
+// Modules are registered under Hugging Face names (model.layers.3.self_attn.q_proj, ...), so
+// named_parameters() is the Hugging Face state dict. Weights use the Hugging Face (rotate_half)
+// RoPE layout; the GGUF loader converts llama.cpp's permuted Q/K rows to it.
+//
+// Shape legend: B batch, T new tokens, S cached + new tokens, D hidden size, H query heads,
+// Hkv key/value heads, Dh head dim, V vocabulary, F MLP size.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "ecomla/config.h"
+
+namespace ecomla {
+
+class KvCache;
+
+// RMSNorm as Hugging Face's LlamaRMSNorm: normalise in fp32, cast back, then scale.
+class RmsNormImpl : public torch::nn::Module {
+public:
+  RmsNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+
+private:
+  double eps_;
+};
+TORCH_MODULE(RmsNorm);
+
+// cos/sin tables for the positions of one forward pass, [T, Dh] each, in the compute dtype.
+struct RopeTables {
+  torch::Tensor cos, sin;
+};
+
+// Inverse frequencies with the configured scaling; rotate_half convention.
+class RotaryEmbedding {
+public:
+  RotaryEmbedding(int64_t head_dim, const RopeConfig& config);
+  RopeTables tables(const torch::Tensor& positions, torch::ScalarType dtype) const;
+  const torch::Tensor& inv_freq() const { return inv_freq_; }  // [Dh/2] fp32
+
+private:
+  torch::Tensor inv_freq_;
+};
+
+// x * cos + rotate_half(x) * sin; x [B, heads, T, Dh].
+torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& rope);
+
+class GqaAttentionImpl : public torch::nn::Module {
+public:
+  GqaAttentionImpl(const GqaSpec& spec, int64_t hidden_size);
+  // x [B, T, D] -> [B, T, D]. With a cache, attends to the cached keys first and appends.
+  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, KvCache* cache,
+                        int64_t layer);
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+private:
+  GqaSpec spec_;
+};
+TORCH_MODULE(GqaAttention);
+
+class MlpImpl : public torch::nn::Module {
+public:
+  MlpImpl(int64_t hidden_size, int64_t intermediate_size);
+  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+public:
+  DecoderLayerImpl(const ModelConfig& config, int64_t layer);
+  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, KvCache* cache,
+                        int64_t layer);
+
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  GqaAttention self_attn{nullptr};
+  Mlp mlp{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// The decoder stack without the LM head ("model." in Hugging Face names).
+class LlamaBackboneImpl : public torch::nn::Module {
+public:
+  explicit LlamaBackboneImpl(const ModelConfig& config);
+  // tokens [B, T] -> final hidden states [B, T, D]; positions start at the cache length.
+  torch::Tensor forward(const torch::Tensor& tokens, KvCache* cache = nullptr);
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RmsNorm norm{nullptr};
+
+private:
+  RotaryEmbedding rotary_;
+};
+TORCH_MODULE(LlamaBackbone);
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+public:
+  explicit LlamaForCausalLMImpl(ModelConfig config);
+  // tokens [B, T] -> logits [B, T, V] in the weights' dtype.
+  torch::Tensor forward(const torch::Tensor& tokens, KvCache* cache = nullptr);
+  // The LM head applied to hidden states [..., D] -> [..., V].
+  torch::Tensor logits(const torch::Tensor& hidden) const;
+  const ModelConfig& config() const { return config_; }
+
+  LlamaBackbone model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tied to model.embed_tokens
+
+private:
+  ModelConfig config_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+}  // namespace ecomla

@@ -1,0 +1,431 @@
+#include "ecomla/hf_checkpoint.h"
+
+#include <ATen/ops/from_blob.h>
+#include <torch/nn/module.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "ecomla/error.h"
+#include "ecomla/safetensors.h"
+
+namespace ecomla {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw FormatError(path.string() + ": cannot open");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw FormatError(path.string() + ": not valid JSON: " + e.what());
+  }
+}
+
+void write_json(const fs::path& path, const json& j) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) throw std::runtime_error("cannot write " + tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+template <typename T>
+T get(const json& j, const std::string& key, const fs::path& origin) {
+  if (!j.contains(key)) throw FormatError(origin.string() + ": missing key '" + key + "'");
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception&) {
+    throw FormatError(origin.string() + ": key '" + key + "' has the wrong type");
+  }
+}
+
+template <typename T>
+T get_or(const json& j, const std::string& key, T fallback, const fs::path& origin) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  return get<T>(j, key, origin);
+}
+
+// A token given as a string or as {"content": ...} in tokenizer_config.json.
+std::optional<std::string> token_text(const json& j, const std::string& key) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  if (j[key].is_string()) return j[key].get<std::string>();
+  if (j[key].is_object() && j[key].contains("content")) return j[key]["content"].get<std::string>();
+  return std::nullopt;
+}
+
+// Pre-tokenizer regexes from a tokenizers PreTokenizer object.
+void collect_pre_patterns(const json& pre, const fs::path& origin, std::vector<std::string>& out) {
+  if (pre.is_null()) return;
+  const std::string type = get<std::string>(pre, "type", origin);
+  if (type == "Sequence") {
+    for (const json& p : get<json>(pre, "pretokenizers", origin)) collect_pre_patterns(p, origin, out);
+  } else if (type == "ByteLevel") {
+    if (get_or<bool>(pre, "add_prefix_space", false, origin)) {
+      throw FormatError(origin.string() + ": ByteLevel add_prefix_space is not supported");
+    }
+    if (get_or<bool>(pre, "use_regex", true, origin)) {
+      const auto gpt2 = pre_tokenizer_patterns("gpt2");
+      out.insert(out.end(), gpt2.begin(), gpt2.end());
+    }
+  } else if (type == "Digits") {
+    out.push_back(get_or<bool>(pre, "individual_digits", false, origin) ? R"(\p{N})"
+                                                                         : R"(\p{N}+)");
+  } else if (type == "Split") {
+    const json& pattern = get<json>(pre, "pattern", origin);
+    const std::string behavior = get_or<std::string>(pre, "behavior", "Isolated", origin);
+    if (!pattern.contains("Regex") || behavior != "Isolated" ||
+        get_or<bool>(pre, "invert", false, origin)) {
+      throw FormatError(origin.string() +
+                        ": only Split pre-tokenizers with an isolated Regex are supported");
+    }
+    out.push_back(pattern["Regex"].get<std::string>());
+  } else {
+    throw FormatError(origin.string() + ": pre-tokenizer type '" + type + "' is not supported");
+  }
+}
+
+class HfWeightSource : public WeightSource {
+public:
+  HfWeightSource(const fs::path& folder, const ModelConfig& config) : folder_(folder) {
+    const fs::path index = folder / "model.safetensors.index.json";
+    std::vector<fs::path> shards;
+    if (fs::exists(index)) {
+      const json j = read_json(index);
+      if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
+        throw FormatError(index.string() + ": no weight_map object");
+      }
+      for (const auto& [name, file] : j["weight_map"].items()) {
+        if (!file.is_string()) throw FormatError(index.string() + ": bad entry for '" + name + "'");
+        const fs::path shard = folder / file.get<std::string>();
+        if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+      }
+    } else {
+      shards.push_back(folder / "model.safetensors");
+    }
+    for (const fs::path& shard : shards) {
+      files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(shard)));
+      for (const auto& [name, info] : files_.back()->tensors()) {
+        // Tied heads are sometimes stored anyway; rotary tables are derived, not weights.
+        if ((config.tie_word_embeddings && name == "lm_head.weight") ||
+            name.ends_with("rotary_emb.inv_freq")) {
+          continue;
+        }
+        if (!by_name_.emplace(name, std::make_pair(files_.back().get(), &info)).second) {
+          throw FormatError(shard.string() + ": tensor '" + name + "' also in another shard");
+        }
+      }
+    }
+  }
+
+  std::string origin() const override { return folder_.string(); }
+
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (const auto& [name, entry] : by_name_) out.push_back(name);
+    return out;
+  }
+
+  std::optional<std::vector<int64_t>> shape(const std::string& name) const override {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) return std::nullopt;
+    return it->second.second->shape;
+  }
+
+  at::Tensor load(const std::string& name) const override {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) throw FormatError(origin() + ": no tensor '" + name + "'");
+    const auto& [file, info] = it->second;
+    std::vector<float> values = file->to_f32(*info);
+    return at::from_blob(values.data(), info->shape, at::kFloat).clone();
+  }
+
+private:
+  fs::path folder_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, std::pair<const SafetensorsFile*, const SafetensorsTensorInfo*>> by_name_;
+};
+
+at::ScalarType scalar_type(const std::string& dtype) {
+  if (dtype == "F32") return at::kFloat;
+  if (dtype == "F16") return at::kHalf;
+  if (dtype == "BF16") return at::kBFloat16;
+  throw std::invalid_argument("save dtype must be F32, F16 or BF16, got '" + dtype + "'");
+}
+
+std::string torch_dtype_name(const std::string& dtype) {
+  return dtype == "F32" ? "float32" : dtype == "F16" ? "float16" : "bfloat16";
+}
+
+}  // namespace
+
+ModelConfig read_hf_config(const fs::path& path) {
+  const json j = read_json(path);
+  const std::string model_type = get_or<std::string>(j, "model_type", "", path);
+  if (model_type != "llama") {
+    throw FormatError(path.string() + ": model_type '" + model_type +
+                      "' is not supported (Llama-family models, model_type 'llama', are)");
+  }
+  if (get_or<std::string>(j, "hidden_act", "silu", path) != "silu" ||
+      get_or<bool>(j, "attention_bias", false, path) || get_or<bool>(j, "mlp_bias", false, path)) {
+    throw FormatError(path.string() + ": only silu MLPs without biases are supported");
+  }
+  ModelConfig c;
+  c.vocab_size = get<int64_t>(j, "vocab_size", path);
+  c.hidden_size = get<int64_t>(j, "hidden_size", path);
+  c.intermediate_size = get<int64_t>(j, "intermediate_size", path);
+  c.n_layer = get<int64_t>(j, "num_hidden_layers", path);
+  c.max_position_embeddings = get_or<int64_t>(j, "max_position_embeddings", 2048, path);
+  c.rms_norm_eps = get_or<double>(j, "rms_norm_eps", 1e-6, path);
+  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", false, path);
+  c.rope.theta = get_or<double>(j, "rope_theta", 10000.0, path);
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    const json& s = j["rope_scaling"];
+    const std::string type = s.contains("rope_type") ? get<std::string>(s, "rope_type", path)
+                                                     : get_or<std::string>(s, "type", "", path);
+    if (type == "linear") {
+      c.rope.scaling = RopeScaling::Linear;
+      c.rope.factor = get<double>(s, "factor", path);
+    } else if (type == "llama3") {
+      c.rope.scaling = RopeScaling::Llama3;
+      c.rope.factor = get<double>(s, "factor", path);
+      c.rope.low_freq_factor = get<double>(s, "low_freq_factor", path);
+      c.rope.high_freq_factor = get<double>(s, "high_freq_factor", path);
+      c.rope.original_context = get<int64_t>(s, "original_max_position_embeddings", path);
+    } else if (type != "default") {
+      throw FormatError(path.string() + ": rope_scaling type '" + type + "' is not supported");
+    }
+  }
+  GqaSpec a;
+  a.n_head = get<int64_t>(j, "num_attention_heads", path);
+  a.n_head_kv = get_or<int64_t>(j, "num_key_value_heads", a.n_head, path);
+  if (a.n_head <= 0) throw FormatError(path.string() + ": num_attention_heads must be positive");
+  a.head_dim = get_or<int64_t>(j, "head_dim", c.hidden_size / a.n_head, path);
+  c.attention.assign(static_cast<size_t>(std::max<int64_t>(c.n_layer, 0)), a);
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw FormatError(path.string() + ": " + e.what());
+  }
+  return c;
+}
+
+void write_hf_config(const fs::path& path, const ModelConfig& c, const Tokenizer& tokenizer,
+                     const std::string& torch_dtype) {
+  const GqaSpec& a = c.attention.at(0);
+  json j = {{"architectures", {"LlamaForCausalLM"}},
+            {"model_type", "llama"},
+            {"vocab_size", c.vocab_size},
+            {"hidden_size", c.hidden_size},
+            {"intermediate_size", c.intermediate_size},
+            {"num_hidden_layers", c.n_layer},
+            {"num_attention_heads", a.n_head},
+            {"num_key_value_heads", a.n_head_kv},
+            {"head_dim", a.head_dim},
+            {"hidden_act", "silu"},
+            {"max_position_embeddings", c.max_position_embeddings},
+            {"rms_norm_eps", c.rms_norm_eps},
+            {"rope_theta", c.rope.theta},
+            {"rope_scaling", nullptr},
+            {"tie_word_embeddings", c.tie_word_embeddings},
+            {"attention_bias", false},
+            {"mlp_bias", false},
+            {"torch_dtype", torch_dtype}};
+  if (tokenizer.bos_id()) j["bos_token_id"] = *tokenizer.bos_id();
+  if (tokenizer.eos_id()) j["eos_token_id"] = *tokenizer.eos_id();
+  if (!c.rope.freq_factors.empty()) {
+    throw std::invalid_argument("write_hf_config: GGUF rope_freqs factors have no config.json "
+                                "equivalent");
+  }
+  if (c.rope.scaling == RopeScaling::Linear) {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope.factor}};
+  } else if (c.rope.scaling == RopeScaling::Llama3) {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", c.rope.factor},
+                         {"low_freq_factor", c.rope.low_freq_factor},
+                         {"high_freq_factor", c.rope.high_freq_factor},
+                         {"original_max_position_embeddings", c.rope.original_context}};
+  }
+  write_json(path, j);
+}
+
+TokenizerSpec read_hf_tokenizer(const fs::path& folder) {
+  const fs::path path = folder / "tokenizer.json";
+  const json j = read_json(path);
+  const json& model = get<json>(j, "model", path);
+  if (get_or<std::string>(model, "type", "BPE", path) != "BPE") {
+    throw FormatError(path.string() + ": only BPE tokenizer models are supported");
+  }
+  TokenizerSpec spec;
+  for (const auto& [token, id_json] : get<json>(model, "vocab", path).items()) {
+    const auto id = id_json.get<int64_t>();
+    if (id < 0 || id > (1 << 24)) throw FormatError(path.string() + ": bad id for '" + token + "'");
+    if (spec.tokens.size() <= static_cast<size_t>(id)) spec.tokens.resize(id + 1);
+    spec.tokens[id] = token;
+  }
+  for (const json& merge : get<json>(model, "merges", path)) {
+    if (merge.is_string()) {
+      const std::string s = merge.get<std::string>();
+      const size_t space = s.find(' ', 1);
+      if (space == std::string::npos) throw FormatError(path.string() + ": bad merge '" + s + "'");
+      spec.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+    } else if (merge.is_array() && merge.size() == 2) {
+      spec.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+    } else {
+      throw FormatError(path.string() + ": merges must be strings or pairs");
+    }
+  }
+  spec.types.assign(spec.tokens.size(), TokenType::Normal);
+  for (const json& added : get_or<json>(j, "added_tokens", json::array(), path)) {
+    const auto id = get<int64_t>(added, "id", path);
+    if (id < 0 || id > (1 << 24)) throw FormatError(path.string() + ": bad added token id");
+    if (spec.tokens.size() <= static_cast<size_t>(id)) {
+      spec.tokens.resize(id + 1);
+      spec.types.resize(id + 1, TokenType::Normal);
+    }
+    spec.tokens[id] = get<std::string>(added, "content", path);
+    spec.types[id] = get_or<bool>(added, "special", false, path) ? TokenType::Control
+                                                                 : TokenType::UserDefined;
+  }
+  collect_pre_patterns(get_or<json>(j, "pre_tokenizer", json(), path), path, spec.pre_patterns);
+  spec.pre_type = "tokenizer.json";
+
+  const fs::path config_path = folder / "tokenizer_config.json";
+  if (fs::exists(config_path)) {
+    const json tc = read_json(config_path);
+    spec.add_bos = get_or<bool>(tc, "add_bos_token", false, config_path);
+    spec.add_eos = get_or<bool>(tc, "add_eos_token", false, config_path);
+    spec.chat_template = get_or<std::string>(tc, "chat_template", "", config_path);
+    auto find_id = [&](const std::optional<std::string>& text) -> std::optional<int32_t> {
+      if (!text) return std::nullopt;
+      for (size_t id = 0; id < spec.tokens.size(); ++id) {
+        if (spec.tokens[id] == *text) return static_cast<int32_t>(id);
+      }
+      return std::nullopt;
+    };
+    spec.bos_id = find_id(token_text(tc, "bos_token"));
+    spec.eos_id = find_id(token_text(tc, "eos_token"));
+    spec.unk_id = find_id(token_text(tc, "unk_token"));
+    spec.pad_id = find_id(token_text(tc, "pad_token"));
+  }
+  return spec;
+}
+
+void write_hf_tokenizer(const fs::path& folder, const Tokenizer& tokenizer) {
+  const TokenizerSpec& spec = tokenizer.spec();
+  json vocab = json::object();
+  json added = json::array();
+  for (size_t id = 0; id < spec.tokens.size(); ++id) {
+    vocab[spec.tokens[id]] = id;
+    if (spec.types[id] != TokenType::Normal) {
+      added.push_back({{"id", id},
+                       {"content", spec.tokens[id]},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", spec.types[id] == TokenType::Control}});
+    }
+  }
+  json merges = json::array();
+  for (const auto& [left, right] : spec.merges) merges.push_back({left, right});
+  // Each regex becomes an isolating Split; ByteLevel then only maps bytes.
+  json pre = json::array();
+  for (const std::string& pattern : spec.pre_patterns) {
+    pre.push_back({{"type", "Split"},
+                   {"pattern", {{"Regex", pattern}}},
+                   {"behavior", "Isolated"},
+                   {"invert", false}});
+  }
+  pre.push_back({{"type", "ByteLevel"},
+                 {"add_prefix_space", false},
+                 {"trim_offsets", true},
+                 {"use_regex", false}});
+  const json tokenizer_json = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
+                   {"use_regex", true}}},
+      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
+                 {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
+                 {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+                 {"vocab", vocab}, {"merges", merges}}}};
+  write_json(folder / "tokenizer.json", tokenizer_json);
+
+  json config = {{"add_bos_token", spec.add_bos},
+                 {"add_eos_token", spec.add_eos},
+                 {"tokenizer_class", "GPT2Tokenizer"}};
+  auto put_token = [&](const char* key, const std::optional<int32_t>& id) {
+    if (id) config[key] = spec.tokens.at(*id);
+  };
+  put_token("bos_token", spec.bos_id);
+  put_token("eos_token", spec.eos_id);
+  put_token("unk_token", spec.unk_id);
+  put_token("pad_token", spec.pad_id);
+  if (!spec.chat_template.empty()) config["chat_template"] = spec.chat_template;
+  write_json(folder / "tokenizer_config.json", config);
+}
+
+std::unique_ptr<WeightSource> hf_weight_source(const fs::path& folder, const ModelConfig& config) {
+  return std::make_unique<HfWeightSource>(folder, config);
+}
+
+void save_hf_checkpoint(const fs::path& folder, const torch::nn::Module& model,
+                        const ModelConfig& config, const Tokenizer& tokenizer,
+                        const SaveOptions& options) {
+  fs::create_directories(folder);
+  const at::ScalarType dtype = scalar_type(options.dtype);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, t] : state_dict(model)) {
+    tensors.emplace_back(name, t.detach().to(at::kCPU, dtype).contiguous());
+  }
+  // Greedy shards in name order, each at most max_shard_bytes (a larger tensor gets its own).
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t shard_bytes = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const uint64_t n = tensors[i].second.nbytes();
+    if (!shards.back().empty() && shard_bytes + n > options.max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(i);
+    shard_bytes += n;
+  }
+  json weight_map = json::object();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const std::string file =
+        shards.size() == 1 ? "model.safetensors"
+                           : "model-" + std::to_string(s + 1) + "-of-" +
+                                 std::to_string(shards.size()) + ".safetensors";
+    std::vector<SafetensorsWriteTensor> entries;
+    for (size_t i : shards[s]) {
+      const at::Tensor& t = tensors[i].second;
+      entries.push_back({tensors[i].first, options.dtype, t.sizes().vec(),
+                         {static_cast<const uint8_t*>(t.data_ptr()), t.nbytes()}});
+      weight_map[tensors[i].first] = file;
+    }
+    write_safetensors(folder / file, entries, {{"format", "pt"}});
+  }
+  if (shards.size() > 1) {
+    uint64_t total = 0;
+    for (const auto& [name, t] : tensors) total += t.nbytes();
+    write_json(folder / "model.safetensors.index.json",
+               {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
+  } else {
+    fs::remove(folder / "model.safetensors.index.json");
+  }
+  write_hf_config(folder / "config.json", config, tokenizer, torch_dtype_name(options.dtype));
+  write_hf_tokenizer(folder, tokenizer);
+}
+
+}  // namespace ecomla

@@ -1,0 +1,305 @@
+// Byte-level BPE, following llama.cpp's llm_tokenizer_bpe (src/llama-vocab.cpp) and Hugging
+// Face tokenizers' ByteLevel + BPE models. Unicode classes in the pre-tokenizer regexes
+// (\p{L}, \p{N}, \s) come from ICU.
+#include <unicode/regex.h>
+#include <unicode/unistr.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <mutex>
+#include <regex>
+
+#include "ecomla/error.h"
+#include "ecomla/tokenizer.h"
+
+namespace ecomla {
+namespace {
+
+// GPT-2's bytes_to_unicode(): printable bytes map to themselves, the others to U+0100 onwards,
+// so that every byte sequence is a string of printable code points. Stored as UTF-8.
+struct ByteLevelTable {
+  std::array<std::string, 256> byte_to_text;
+  std::unordered_map<uint32_t, uint8_t> codepoint_to_byte;
+
+  ByteLevelTable() {
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; ++b) {
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+      const uint32_t cp = printable ? b : next++;
+      icu::UnicodeString s(static_cast<UChar32>(cp));
+      s.toUTF8String(byte_to_text[b]);
+      codepoint_to_byte[cp] = static_cast<uint8_t>(b);
+    }
+  }
+};
+
+const ByteLevelTable& byte_level() {
+  static const ByteLevelTable table;
+  return table;
+}
+
+// Maps byte-level text back to bytes; code points outside the table pass through as UTF-8.
+std::string byte_level_decode(const std::string& text) {
+  const auto& table = byte_level();
+  std::string out;
+  const icu::UnicodeString u = icu::UnicodeString::fromUTF8(text);
+  for (int32_t i = 0; i < u.length();) {
+    const UChar32 cp = u.char32At(i);
+    i += U16_LENGTH(cp);
+    auto it = table.codepoint_to_byte.find(static_cast<uint32_t>(cp));
+    if (it != table.codepoint_to_byte.end()) {
+      out.push_back(static_cast<char>(it->second));
+    } else {
+      icu::UnicodeString(cp).toUTF8String(out);
+    }
+  }
+  return out;
+}
+
+// Splits a UTF-8 string into its code points, each as UTF-8 (the initial BPE symbols).
+std::vector<std::string> utf8_symbols(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    out.push_back(s.substr(i, std::min(n, s.size() - i)));
+    i += n;
+  }
+  return out;
+}
+
+const std::string kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
+const std::string kLlama3Pattern =
+    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+}  // namespace
+
+std::vector<std::string> pre_tokenizer_patterns(const std::string& pre_type) {
+  // The presets of llama.cpp's llama_vocab::impl::load (LLAMA_VOCAB_PRE_TYPE_*).
+  if (pre_type == "gpt2" || pre_type == "default" || pre_type.empty()) return {kGpt2Pattern};
+  if (pre_type == "smollm" || pre_type == "starcoder" || pre_type == "refact" ||
+      pre_type == "codeshell") {
+    return {R"(\p{N})", kGpt2Pattern};  // digits one by one, then GPT-2
+  }
+  if (pre_type == "llama3" || pre_type == "llama-v3" || pre_type == "llama-bpe") {
+    return {kLlama3Pattern};
+  }
+  throw FormatError("pre-tokenizer '" + pre_type +
+                    "' is not supported (gpt2, smollm, starcoder, refact, codeshell, llama-bpe)");
+}
+
+// Compiled regexes; each splits every current piece into matches and the gaps between them.
+struct Tokenizer::PreTokenizer {
+  std::vector<std::unique_ptr<icu::RegexPattern>> patterns;
+
+  explicit PreTokenizer(const std::vector<std::string>& sources) {
+    for (const std::string& source : sources) {
+      UErrorCode status = U_ZERO_ERROR;
+      UParseError parse_error;
+      std::unique_ptr<icu::RegexPattern> p(icu::RegexPattern::compile(
+          icu::UnicodeString::fromUTF8(source), 0, parse_error, status));
+      if (U_FAILURE(status)) {
+        throw FormatError("pre-tokenizer regex '" + source + "' does not compile: " +
+                          u_errorName(status));
+      }
+      patterns.push_back(std::move(p));
+    }
+  }
+
+  // [begin, end) ranges in UTF-16 units of `text`.
+  std::vector<std::pair<int32_t, int32_t>> split(const icu::UnicodeString& text) const {
+    std::vector<std::pair<int32_t, int32_t>> pieces{{0, text.length()}};
+    for (const auto& pattern : patterns) {
+      UErrorCode status = U_ZERO_ERROR;
+      std::unique_ptr<icu::RegexMatcher> m(pattern->matcher(text, status));
+      std::vector<std::pair<int32_t, int32_t>> next;
+      for (const auto& [begin, end] : pieces) {
+        // Each piece is matched on its own (opaque bounds), as llama.cpp and HF do.
+        m->region(begin, end, status);
+        int32_t last = begin;
+        while (m->find(status) && U_SUCCESS(status)) {
+          const int32_t s = m->start(status), e = m->end(status);
+          if (e == s) continue;
+          if (s > last) next.emplace_back(last, s);
+          next.emplace_back(s, e);
+          last = e;
+        }
+        if (last < end) next.emplace_back(last, end);
+      }
+      if (U_FAILURE(status)) throw FormatError(std::string("pre-tokenizer: ") + u_errorName(status));
+      pieces = std::move(next);
+    }
+    return pieces;
+  }
+};
+
+Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
+  const auto n = static_cast<int32_t>(spec_.tokens.size());
+  if (n == 0) throw FormatError("tokenizer: empty vocabulary");
+  if (spec_.types.empty()) spec_.types.assign(n, TokenType::Normal);
+  if (static_cast<int32_t>(spec_.types.size()) != n) {
+    throw FormatError("tokenizer: " + std::to_string(spec_.types.size()) + " token types for " +
+                      std::to_string(n) + " tokens");
+  }
+  for (auto id : {spec_.bos_id, spec_.eos_id, spec_.unk_id, spec_.pad_id}) {
+    if (id && (*id < 0 || *id >= n)) {
+      throw FormatError("tokenizer: special token id " + std::to_string(*id) +
+                        " outside the vocabulary of " + std::to_string(n));
+    }
+  }
+  for (int32_t id = 0; id < n; ++id) {
+    token_to_id_.emplace(spec_.tokens[id], id);  // first id wins on duplicates
+    const TokenType t = spec_.types[id];
+    if (t == TokenType::Control || t == TokenType::UserDefined) special_ids_.push_back(id);
+  }
+  std::stable_sort(special_ids_.begin(), special_ids_.end(), [&](int32_t a, int32_t b) {
+    return spec_.tokens[a].size() > spec_.tokens[b].size();
+  });
+  for (size_t rank = 0; rank < spec_.merges.size(); ++rank) {
+    const auto& [left, right] = spec_.merges[rank];
+    merge_rank_.emplace(left + " " + right, static_cast<int32_t>(rank));
+  }
+  if (spec_.pre_patterns.empty()) spec_.pre_patterns = pre_tokenizer_patterns(spec_.pre_type);
+  pre_ = std::make_unique<PreTokenizer>(spec_.pre_patterns);
+}
+
+Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+
+std::optional<int32_t> Tokenizer::token_id(std::string_view token_text) const {
+  auto it = token_to_id_.find(std::string(token_text));
+  if (it == token_to_id_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool Tokenizer::is_control(int32_t id) const {
+  return id >= 0 && id < vocab_size() && spec_.types[id] == TokenType::Control;
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
+                                       bool parse_special) const {
+  std::vector<int32_t> out;
+  if (add_special && spec_.add_bos && spec_.bos_id) out.push_back(*spec_.bos_id);
+  // Special tokens first (llama.cpp tokenizer_st_partition): find the earliest occurrence of any
+  // special token text, longest first on ties; text between them goes through BPE.
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t best_at = std::string_view::npos;
+    int32_t best_id = -1;
+    for (int32_t id : special_ids_) {
+      if (!parse_special && spec_.types[id] == TokenType::Control) continue;
+      const std::string& s = spec_.tokens[id];
+      if (s.empty()) continue;
+      const size_t at = text.find(s, pos);
+      if (at < best_at) {
+        best_at = at;
+        best_id = id;
+      }
+    }
+    const size_t stop = best_id < 0 ? text.size() : best_at;
+    if (stop > pos) encode_text(text.substr(pos, stop - pos), out);
+    if (best_id < 0) break;
+    out.push_back(best_id);
+    pos = best_at + spec_.tokens[best_id].size();
+  }
+  if (add_special && spec_.add_eos && spec_.eos_id) out.push_back(*spec_.eos_id);
+  return out;
+}
+
+void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) const {
+  const icu::UnicodeString u = icu::UnicodeString::fromUTF8(
+      icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
+  const auto& table = byte_level();
+  for (const auto& [begin, end] : pre_->split(u)) {
+    std::string utf8;
+    u.tempSubStringBetween(begin, end).toUTF8String(utf8);
+    std::string mapped;
+    for (unsigned char c : utf8) mapped += table.byte_to_text[c];
+    encode_piece(mapped, out);
+  }
+}
+
+// Merges the adjacent pair of lowest rank until none is left (llm_tokenizer_bpe_session).
+void Tokenizer::encode_piece(const std::string& piece, std::vector<int32_t>& out) const {
+  std::vector<std::string> symbols = utf8_symbols(piece);
+  while (symbols.size() > 1) {
+    int32_t best_rank = INT32_MAX;
+    size_t best = 0;
+    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
+      auto it = merge_rank_.find(symbols[i] + " " + symbols[i + 1]);
+      if (it != merge_rank_.end() && it->second < best_rank) {
+        best_rank = it->second;
+        best = i;
+      }
+    }
+    if (best_rank == INT32_MAX) break;
+    symbols[best] += symbols[best + 1];
+    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+  }
+  for (const std::string& s : symbols) {
+    if (auto it = token_to_id_.find(s); it != token_to_id_.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    // Not in the vocabulary (incomplete vocabularies only): fall back to single bytes.
+    for (const std::string& sym : utf8_symbols(s)) {
+      auto it = token_to_id_.find(sym);
+      if (it != token_to_id_.end()) {
+        out.push_back(it->second);
+      } else if (spec_.unk_id) {
+        out.push_back(*spec_.unk_id);
+      } else {
+        throw FormatError("tokenizer: no token for symbol '" + sym + "' and no unknown token");
+      }
+    }
+  }
+}
+
+std::string Tokenizer::piece(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) {
+    throw std::out_of_range("token id " + std::to_string(id) + " outside the vocabulary of " +
+                            std::to_string(vocab_size()));
+  }
+  switch (spec_.types[id]) {
+    case TokenType::Normal: return byte_level_decode(spec_.tokens[id]);
+    default: return spec_.tokens[id];  // control, user-defined and unknown tokens are raw text
+  }
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool render_special) const {
+  std::string out;
+  for (int32_t id : ids) {
+    if (!render_special && is_control(id)) continue;
+    out += piece(id);
+  }
+  return out;
+}
+
+std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& messages,
+                                           bool add_generation_prompt) const {
+  const std::string& tpl = spec_.chat_template;
+  if (tpl.find("<|im_start|>") == std::string::npos) {
+    throw std::invalid_argument(
+        "chat template: only ChatML templates (<|im_start|>role ... <|im_end|>) are supported");
+  }
+  // A ChatML template may insert a default system message when the conversation has none
+  // (SmolLM2 does); take its text from the template instead of hard-coding it.
+  std::string out;
+  static const std::regex default_system(
+      R"(messages\[0\]\[.role.\]\s*!=\s*.system.[^]*?<\|im_start\|>system(?:\\n|\n)([^]*?)<\|im_end\|>)");
+  std::smatch m;
+  if ((messages.empty() || messages.front().role != "system") &&
+      std::regex_search(tpl, m, default_system)) {
+    out += "<|im_start|>system\n" + m[1].str() + "<|im_end|>\n";
+  }
+  for (const ChatMessage& msg : messages) {
+    out += "<|im_start|>" + msg.role + "\n" + msg.content + "<|im_end|>\n";
+  }
+  if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+}  // namespace ecomla

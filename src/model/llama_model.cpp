@@ -1,0 +1,196 @@
+// The Llama decoder (Hugging Face LlamaForCausalLM semantics).
+// Shape legend: see include/ecomla/model.h.
+#include <ATen/ops/cat.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+#include <torch/nn/functional/activation.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "ecomla/kv_cache.h"
+#include "ecomla/model.h"
+
+namespace ecomla {
+
+namespace F = torch::nn::functional;
+
+// --- RMSNorm ---------------------------------------------------------------------------------
+
+RmsNormImpl::RmsNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor x32 = x.to(torch::kFloat);
+  const torch::Tensor normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, true) + eps_);
+  return weight * normed.to(x.scalar_type());
+}
+
+// --- RoPE ------------------------------------------------------------------------------------
+
+namespace {
+
+// inv_freq_i = theta^(-2i/Dh), then the configured scaling (HF rope_init_fn variants).
+torch::Tensor rope_inverse_frequencies(int64_t head_dim, const RopeConfig& rope) {
+  torch::Tensor exponents = torch::arange(0, head_dim, 2, torch::kLong).to(torch::kFloat) /
+                            static_cast<double>(head_dim);
+  torch::Tensor inv_freq = 1.0 / torch::pow(rope.theta, exponents);  // [Dh/2]
+  if (!rope.freq_factors.empty()) {
+    inv_freq = inv_freq / torch::tensor(rope.freq_factors);
+  }
+  switch (rope.scaling) {
+    case RopeScaling::None: break;
+    case RopeScaling::Linear: inv_freq = inv_freq / rope.factor; break;
+    case RopeScaling::Llama3: {
+      // Llama 3.1: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
+      const double low_wavelen = rope.original_context / rope.low_freq_factor;
+      const double high_wavelen = rope.original_context / rope.high_freq_factor;
+      const torch::Tensor wavelen = 2 * std::numbers::pi / inv_freq;
+      torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv_freq / rope.factor, inv_freq);
+      const torch::Tensor smooth = (rope.original_context / wavelen - rope.low_freq_factor) /
+                                   (rope.high_freq_factor - rope.low_freq_factor);
+      const torch::Tensor blended = (1 - smooth) * scaled / rope.factor + smooth * scaled;
+      const torch::Tensor medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
+      inv_freq = torch::where(medium, blended, scaled);
+      break;
+    }
+  }
+  return inv_freq;
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+RotaryEmbedding::RotaryEmbedding(int64_t head_dim, const RopeConfig& config)
+    : inv_freq_(rope_inverse_frequencies(head_dim, config)) {}
+
+RopeTables RotaryEmbedding::tables(const torch::Tensor& positions, torch::ScalarType dtype) const {
+  const torch::Tensor inv_freq = inv_freq_.to(positions.device());
+  const torch::Tensor angles = torch::outer(positions.to(torch::kFloat), inv_freq);  // [T, Dh/2]
+  const torch::Tensor emb = torch::cat({angles, angles}, -1);                         // [T, Dh]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& rope) {
+  return x * rope.cos + rotate_half(x) * rope.sin;
+}
+
+// --- attention -------------------------------------------------------------------------------
+
+namespace {
+
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
+// Causal attention of T new queries over S = past + T keys: query i sees keys j <= past + i.
+// Without a past, SDPA's own causal flag is the fast path; a single query needs no mask.
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, bool enable_gqa) {
+  const int64_t t = q.size(2), s = k.size(2), past = s - t;
+  if (past == 0 || t == 1) {
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/past == 0 && t > 1,
+                                            std::nullopt, enable_gqa);
+  }
+  const auto opts = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+  const torch::Tensor mask =
+      torch::arange(s, opts).unsqueeze(0) <= (torch::arange(t, opts) + past).unsqueeze(1);
+  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, std::nullopt, enable_gqa);
+}
+
+}  // namespace
+
+GqaAttentionImpl::GqaAttentionImpl(const GqaSpec& spec, int64_t hidden_size) : spec_(spec) {
+  q_proj = register_module("q_proj", linear(hidden_size, spec.n_head * spec.head_dim));
+  k_proj = register_module("k_proj", linear(hidden_size, spec.n_head_kv * spec.head_dim));
+  v_proj = register_module("v_proj", linear(hidden_size, spec.n_head_kv * spec.head_dim));
+  o_proj = register_module("o_proj", linear(spec.n_head * spec.head_dim, hidden_size));
+}
+
+torch::Tensor GqaAttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope,
+                                        KvCache* cache, int64_t layer) {
+  const int64_t b = x.size(0), t = x.size(1);
+  auto heads = [&](const torch::Tensor& y, int64_t n) {  // [B, T, n*Dh] -> [B, n, T, Dh]
+    return y.view({b, t, n, spec_.head_dim}).transpose(1, 2);
+  };
+  torch::Tensor q = apply_rope(heads(q_proj(x), spec_.n_head), rope);     // [B, H, T, Dh]
+  torch::Tensor k = apply_rope(heads(k_proj(x), spec_.n_head_kv), rope);  // [B, Hkv, T, Dh]
+  torch::Tensor v = heads(v_proj(x), spec_.n_head_kv);                    // [B, Hkv, T, Dh]
+  if (cache) std::tie(k, v) = cache->append(layer, k, v);                 // [B, Hkv, S, Dh]
+  const torch::Tensor out =
+      causal_attention(q, k, v, spec_.n_head != spec_.n_head_kv);  // [B, H, T, Dh]
+  return o_proj(out.transpose(1, 2).reshape({b, t, spec_.n_head * spec_.head_dim}));
+}
+
+// --- MLP, decoder layer, model ---------------------------------------------------------------
+
+MlpImpl::MlpImpl(int64_t hidden_size, int64_t intermediate_size) {
+  gate_proj = register_module("gate_proj", linear(hidden_size, intermediate_size));
+  up_proj = register_module("up_proj", linear(hidden_size, intermediate_size));
+  down_proj = register_module("down_proj", linear(intermediate_size, hidden_size));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(F::silu(gate_proj(x)) * up_proj(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer) {
+  input_layernorm =
+      register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  self_attn = register_module("self_attn", GqaAttention(config.attention.at(layer),
+                                                        config.hidden_size));
+  post_attention_layernorm = register_module(
+      "post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  mlp = register_module("mlp", Mlp(config.hidden_size, config.intermediate_size));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables& rope,
+                                        KvCache* cache, int64_t layer) {
+  const torch::Tensor h = x + self_attn(input_layernorm(x), rope, cache, layer);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& config)
+    : rotary_(config.attention.at(0).head_dim, config.rope) {
+  embed_tokens = register_module("embed_tokens",
+                                 torch::nn::Embedding(config.vocab_size, config.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.n_layer; ++i) layers->push_back(DecoderLayer(config, i));
+  norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+}
+
+torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& tokens, KvCache* cache) {
+  const int64_t t = tokens.size(1);
+  const int64_t past = cache ? cache->length() : 0;
+  torch::Tensor h = embed_tokens(tokens);  // [B, T, D]
+  const torch::Tensor positions =
+      torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong).device(h.device()));
+  const RopeTables rope = rotary_.tables(positions, h.scalar_type());
+  for (size_t i = 0; i < layers->size(); ++i) {
+    h = layers->at<DecoderLayerImpl>(i).forward(h, rope, cache, static_cast<int64_t>(i));
+  }
+  if (cache) cache->advance(t);
+  return norm(h);
+}
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(ModelConfig config) : config_(std::move(config)) {
+  config_.validate();
+  model = register_module("model", LlamaBackbone(config_));
+  if (!config_.tie_word_embeddings) {
+    lm_head = register_module("lm_head", linear(config_.hidden_size, config_.vocab_size));
+  }
+}
+
+torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) const {
+  return F::linear(hidden, lm_head ? lm_head->weight : model->embed_tokens->weight);
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& tokens, KvCache* cache) {
+  return logits(model->forward(tokens, cache));
+}
+
+}  // namespace ecomla

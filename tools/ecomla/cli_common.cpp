@@ -1,0 +1,47 @@
+#include "cli_common.h"
+
+#include <chrono>
+#include <fmt/format.h>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "ecomla/error.h"
+
+namespace ecomla::cli {
+
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "fp32") return at::kFloat;
+  if (name == "bf16") return at::kBFloat16;
+  throw CLI::ValidationError("--dtype", "must be fp32 or bf16, got '" + name + "'");
+}
+
+LoadedModel load_for_compute(const std::string& path, const std::string& dtype) {
+  const at::ScalarType type = parse_dtype(dtype);
+  const auto t0 = std::chrono::steady_clock::now();
+  LoadedModel loaded = load_model(path);
+  loaded.model->to(type);
+  fmt::print(stderr, "loaded {} ({}) in {:.1f} s, compute dtype {}\n", path, loaded.format,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), dtype);
+  return loaded;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FormatError(path + ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void emit_json(const nlohmann::json& j, const std::string& path) {
+  if (path.empty()) {
+    std::cout << j.dump(2) << std::endl;
+    return;
+  }
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace ecomla::cli
