@@ -39,6 +39,10 @@ struct TokenizerSpec {
 // FormatError for names not supported here.
 std::vector<std::string> pre_tokenizer_patterns(const std::string& pre_type);
 
+// GPT-2's printable stand-in for a byte (bytes_to_unicode), as UTF-8: the text of the
+// byte-level vocabulary entry for that byte.
+std::string byte_level_text(uint8_t byte);
+
 struct ChatMessage {
   std::string role;
   std::string content;

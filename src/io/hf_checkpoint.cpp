@@ -262,7 +262,8 @@ TokenizerSpec read_hf_tokenizer(const fs::path& folder) {
     throw FormatError(path.string() + ": only BPE tokenizer models are supported");
   }
   TokenizerSpec spec;
-  for (const auto& [token, id_json] : get<json>(model, "vocab", path).items()) {
+  const json vocab = get<json>(model, "vocab", path);  // items() must not outlive it
+  for (const auto& [token, id_json] : vocab.items()) {
     const auto id = id_json.get<int64_t>();
     if (id < 0 || id > (1 << 24)) throw FormatError(path.string() + ": bad id for '" + token + "'");
     if (spec.tokens.size() <= static_cast<size_t>(id)) spec.tokens.resize(id + 1);

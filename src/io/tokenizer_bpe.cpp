@@ -76,6 +76,8 @@ const std::string kLlama3Pattern =
 
 }  // namespace
 
+std::string byte_level_text(uint8_t byte) { return byte_level().byte_to_text[byte]; }
+
 std::vector<std::string> pre_tokenizer_patterns(const std::string& pre_type) {
   // The presets of llama.cpp's llama_vocab::impl::load (LLAMA_VOCAB_PRE_TYPE_*).
   if (pre_type == "gpt2" || pre_type == "default" || pre_type.empty()) return {kGpt2Pattern};

@@ -1,0 +1,119 @@
+// The Llama modules on a tiny random model: attention against a naive reference written out
+// here, KV-cached decoding against the full forward pass, bf16 against fp32.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "ecomla/kv_cache.h"
+#include "ecomla/model.h"
+#include "support/tiny_model.h"
+
+namespace ecomla {
+namespace {
+
+// Attention of one layer written out from the definition: per-head q/k/v, RoPE with
+// rotate_half and theta^(-2i/d) frequencies, GQA by repeating KV heads, causal softmax.
+at::Tensor naive_attention(GqaAttentionImpl& attn, const GqaSpec& s, double theta,
+                           const at::Tensor& x /*[B, T, D]*/) {
+  const int64_t b = x.size(0), t = x.size(1), d = s.head_dim;
+  auto proj = [&](const at::Tensor& w, int64_t heads) {
+    return at::matmul(x, w.t()).view({b, t, heads, d}).permute({0, 2, 1, 3});  // [B, h, T, d]
+  };
+  at::Tensor q = proj(attn.q_proj->weight, s.n_head);
+  at::Tensor k = proj(attn.k_proj->weight, s.n_head_kv);
+  at::Tensor v = proj(attn.v_proj->weight, s.n_head_kv);
+  auto rope = [&](const at::Tensor& y) {
+    at::Tensor out = y.clone();
+    for (int64_t pos = 0; pos < t; ++pos) {
+      for (int64_t i = 0; i < d / 2; ++i) {
+        const double angle = pos * std::pow(theta, -2.0 * i / d);
+        const at::Tensor a = y.select(2, pos).select(-1, i);
+        const at::Tensor c = y.select(2, pos).select(-1, i + d / 2);
+        out.select(2, pos).select(-1, i).copy_(a * std::cos(angle) - c * std::sin(angle));
+        out.select(2, pos).select(-1, i + d / 2).copy_(c * std::cos(angle) + a * std::sin(angle));
+      }
+    }
+    return out;
+  };
+  q = rope(q);
+  k = rope(k).repeat_interleave(s.n_head / s.n_head_kv, 1);
+  v = v.repeat_interleave(s.n_head / s.n_head_kv, 1);
+  at::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
+  const at::Tensor future = at::ones({t, t}, at::kBool).triu(1);
+  scores = scores.masked_fill(future, -INFINITY);
+  const at::Tensor out = at::matmul(scores.softmax(-1), v);  // [B, H, T, d]
+  return at::matmul(out.permute({0, 2, 1, 3}).reshape({b, t, s.n_head * d}),
+                    attn.o_proj->weight.t());
+}
+
+TEST(Attention, MatchesNaiveReference) {
+  const ModelConfig config = test::tiny_config();
+  LlamaForCausalLM model = test::random_model(config);
+  torch::NoGradGuard no_grad;
+  auto& layer = model->model->layers->at<DecoderLayerImpl>(0);
+  const at::Tensor x = at::randn({2, 7, config.hidden_size});
+  const RotaryEmbedding rotary(config.attention[0].head_dim, config.rope);
+  const RopeTables rope = rotary.tables(at::arange(7), at::kFloat);
+  const at::Tensor got = layer.self_attn->forward(x, rope, nullptr, 0);
+  const at::Tensor want = naive_attention(*layer.self_attn, config.attention[0], config.rope.theta, x);
+  EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-5)) << (got - want).abs().max().item<float>();
+}
+
+TEST(KvCache, IncrementalDecodingMatchesFullForward) {
+  const ModelConfig config = test::tiny_config();
+  LlamaForCausalLM model = test::random_model(config);
+  torch::NoGradGuard no_grad;
+  const at::Tensor tokens = at::randint(0, config.vocab_size, {2, 12}, at::kLong);
+  const at::Tensor full = model->forward(tokens);  // [2, 12, V]
+
+  KvCache cache(config, 2, 16, at::kFloat);
+  // Prefill 5, then a chunk of 3 (masked path), then one token at a time.
+  std::vector<at::Tensor> parts = {model->forward(tokens.narrow(1, 0, 5), &cache),
+                                   model->forward(tokens.narrow(1, 5, 3), &cache)};
+  for (int64_t i = 8; i < 12; ++i) parts.push_back(model->forward(tokens.narrow(1, i, 1), &cache));
+  const at::Tensor incremental = at::cat(parts, 1);
+  EXPECT_EQ(cache.length(), 12);
+  EXPECT_TRUE(at::allclose(incremental, full, 1e-5, 1e-4))
+      << (incremental - full).abs().max().item<float>();
+  EXPECT_EQ(cache.bytes_used(), 2 /*batch*/ * 12 /*tokens*/ * config.kv_values_per_token() * 4);
+  EXPECT_THROW(model->forward(at::zeros({2, 5}, at::kLong), &cache), std::length_error);
+}
+
+TEST(Model, Bf16StaysCloseToFp32) {
+  const ModelConfig config = test::tiny_config();
+  LlamaForCausalLM model = test::random_model(config);
+  torch::NoGradGuard no_grad;
+  const at::Tensor tokens = at::randint(0, config.vocab_size, {1, 10}, at::kLong);
+  const at::Tensor fp32 = model->forward(tokens).log_softmax(-1);
+  model->to(at::kBFloat16);
+  const at::Tensor bf16 = model->forward(tokens).to(at::kFloat).log_softmax(-1);
+  // Compare probabilities: bf16 has ~3 significant digits.
+  EXPECT_LT((fp32.exp() - bf16.exp()).abs().max().item<float>(), 0.05f);
+}
+
+TEST(Model, ParameterNamesAreHuggingFaces) {
+  LlamaForCausalLM model(test::tiny_config());
+  std::vector<std::string> names;
+  for (const auto& p : model->named_parameters()) names.push_back(p.key());
+  for (const std::string expected :
+       {"model.embed_tokens.weight", "model.norm.weight", "model.layers.1.self_attn.q_proj.weight",
+        "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight",
+        "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
+  }
+  int64_t n = 0;
+  for (const auto& p : model->parameters()) n += p.numel();
+  EXPECT_EQ(n, test::tiny_config().parameter_count());
+}
+
+TEST(Model, InvalidConfigsAreRejected) {
+  ModelConfig c = test::tiny_config();
+  c.attention[1].n_head = 3;  // not a multiple of 2 KV heads
+  EXPECT_THROW(LlamaForCausalLM{c}, std::invalid_argument);
+  c = test::tiny_config();
+  c.attention.pop_back();
+  EXPECT_THROW(LlamaForCausalLM{c}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ecomla

@@ -1,0 +1,36 @@
+// Tiny random models and tokenizers built inside the tests.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "ecomla/config.h"
+#include "ecomla/model.h"
+#include "ecomla/tokenizer.h"
+
+namespace ecomla::test {
+
+// 2 layers, hidden 32, 4 query heads over 2 KV heads of dim 8, vocab 300.
+ModelConfig tiny_config();
+// Parameters drawn from N(0, 0.5^2) with a fixed seed; norms near 1.
+LlamaForCausalLM random_model(const ModelConfig& config, uint64_t seed = 1);
+// Byte-level vocabulary: 256 byte tokens, a few merges, <|im_start|>/<|im_end|> (control) and
+// <|endoftext|> (control, BOS/EOS), padded to `vocab_size` with unused tokens.
+TokenizerSpec tiny_tokenizer_spec(int64_t vocab_size = 300);
+
+// A fresh empty folder under the system temp dir, removed at destruction.
+class TempDir {
+public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+  std::filesystem::path path_;
+};
+
+std::vector<uint8_t> read_file(const std::filesystem::path& path);
+void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
+
+}  // namespace ecomla::test
