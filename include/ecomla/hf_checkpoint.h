@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "ecomla/config.h"
-#include "ecomla/tokenizer.h"
+#include "ecomla/hf_tokenizer.h"
 #include "ecomla/weights.h"
 
 namespace torch::nn {
@@ -18,11 +18,6 @@ namespace ecomla {
 ModelConfig read_hf_config(const std::filesystem::path& config_json);
 void write_hf_config(const std::filesystem::path& config_json, const ModelConfig& config,
                      const Tokenizer& tokenizer, const std::string& torch_dtype);
-
-// tokenizer.json (BPE model, added tokens, pre-tokenizer) plus tokenizer_config.json when present
-// (add_bos_token, add_eos_token, bos/eos tokens, chat_template).
-TokenizerSpec read_hf_tokenizer(const std::filesystem::path& folder);
-void write_hf_tokenizer(const std::filesystem::path& folder, const Tokenizer& tokenizer);
 
 // Weights of model.safetensors or of the shards listed in model.safetensors.index.json.
 std::unique_ptr<WeightSource> hf_weight_source(const std::filesystem::path& folder,

@@ -3,6 +3,7 @@
 #include "ecomla/gguf.h"
 
 #include <bit>
+#include <cstring>
 #include <fstream>
 #include <limits>
 
@@ -299,13 +300,15 @@ namespace {
 
 class ByteWriter {
 public:
-  template <typename T> void put(T v) {
-    const auto* p = reinterpret_cast<const char*>(&v);
-    bytes.insert(bytes.end(), p, p + sizeof(T));
-  }
+  template <typename T> void put(T v) { put_raw(&v, sizeof(T)); }
   void put_string(const std::string& s) {
     put<uint64_t>(s.size());
-    bytes.insert(bytes.end(), s.begin(), s.end());
+    put_raw(s.data(), s.size());
+  }
+  void put_raw(const void* p, size_t n) {
+    const size_t at = bytes.size();
+    bytes.resize(at + n);
+    if (n > 0) std::memcpy(bytes.data() + at, p, n);
   }
   void pad_to(uint64_t alignment) {
     while (bytes.size() % alignment != 0) bytes.push_back(0);

@@ -3,92 +3,22 @@
 #include <ATen/ops/from_blob.h>
 #include <torch/nn/module.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "ecomla/error.h"
 #include "ecomla/safetensors.h"
+#include "io/json_util.h"
 
 namespace ecomla {
 namespace {
 
-using json = nlohmann::json;
+using io::get;
+using io::get_or;
+using io::json;
+using io::read_json;
+using io::write_json;
 namespace fs = std::filesystem;
 
-json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw FormatError(path.string() + ": cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw FormatError(path.string() + ": not valid JSON: " + e.what());
-  }
-}
-
-void write_json(const fs::path& path, const json& j) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, path);
-}
-
-template <typename T>
-T get(const json& j, const std::string& key, const fs::path& origin) {
-  if (!j.contains(key)) throw FormatError(origin.string() + ": missing key '" + key + "'");
-  try {
-    return j.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw FormatError(origin.string() + ": key '" + key + "' has the wrong type");
-  }
-}
-
-template <typename T>
-T get_or(const json& j, const std::string& key, T fallback, const fs::path& origin) {
-  if (!j.contains(key) || j.at(key).is_null()) return fallback;
-  return get<T>(j, key, origin);
-}
-
-// A token given as a string or as {"content": ...} in tokenizer_config.json.
-std::optional<std::string> token_text(const json& j, const std::string& key) {
-  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
-  if (j[key].is_string()) return j[key].get<std::string>();
-  if (j[key].is_object() && j[key].contains("content")) return j[key]["content"].get<std::string>();
-  return std::nullopt;
-}
-
-// Pre-tokenizer regexes from a tokenizers PreTokenizer object.
-void collect_pre_patterns(const json& pre, const fs::path& origin, std::vector<std::string>& out) {
-  if (pre.is_null()) return;
-  const std::string type = get<std::string>(pre, "type", origin);
-  if (type == "Sequence") {
-    for (const json& p : get<json>(pre, "pretokenizers", origin)) collect_pre_patterns(p, origin, out);
-  } else if (type == "ByteLevel") {
-    if (get_or<bool>(pre, "add_prefix_space", false, origin)) {
-      throw FormatError(origin.string() + ": ByteLevel add_prefix_space is not supported");
-    }
-    if (get_or<bool>(pre, "use_regex", true, origin)) {
-      const auto gpt2 = pre_tokenizer_patterns("gpt2");
-      out.insert(out.end(), gpt2.begin(), gpt2.end());
-    }
-  } else if (type == "Digits") {
-    out.push_back(get_or<bool>(pre, "individual_digits", false, origin) ? R"(\p{N})"
-                                                                         : R"(\p{N}+)");
-  } else if (type == "Split") {
-    const json& pattern = get<json>(pre, "pattern", origin);
-    const std::string behavior = get_or<std::string>(pre, "behavior", "Isolated", origin);
-    if (!pattern.contains("Regex") || behavior != "Isolated" ||
-        get_or<bool>(pre, "invert", false, origin)) {
-      throw FormatError(origin.string() +
-                        ": only Split pre-tokenizers with an isolated Regex are supported");
-    }
-    out.push_back(pattern["Regex"].get<std::string>());
-  } else {
-    throw FormatError(origin.string() + ": pre-tokenizer type '" + type + "' is not supported");
-  }
-}
 
 class HfWeightSource : public WeightSource {
 public:
@@ -252,129 +182,6 @@ void write_hf_config(const fs::path& path, const ModelConfig& c, const Tokenizer
                          {"original_max_position_embeddings", c.rope.original_context}};
   }
   write_json(path, j);
-}
-
-TokenizerSpec read_hf_tokenizer(const fs::path& folder) {
-  const fs::path path = folder / "tokenizer.json";
-  const json j = read_json(path);
-  const json& model = get<json>(j, "model", path);
-  if (get_or<std::string>(model, "type", "BPE", path) != "BPE") {
-    throw FormatError(path.string() + ": only BPE tokenizer models are supported");
-  }
-  TokenizerSpec spec;
-  const json vocab = get<json>(model, "vocab", path);  // items() must not outlive it
-  for (const auto& [token, id_json] : vocab.items()) {
-    const auto id = id_json.get<int64_t>();
-    if (id < 0 || id > (1 << 24)) throw FormatError(path.string() + ": bad id for '" + token + "'");
-    if (spec.tokens.size() <= static_cast<size_t>(id)) spec.tokens.resize(id + 1);
-    spec.tokens[id] = token;
-  }
-  for (const json& merge : get<json>(model, "merges", path)) {
-    if (merge.is_string()) {
-      const std::string s = merge.get<std::string>();
-      const size_t space = s.find(' ', 1);
-      if (space == std::string::npos) throw FormatError(path.string() + ": bad merge '" + s + "'");
-      spec.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
-    } else if (merge.is_array() && merge.size() == 2) {
-      spec.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
-    } else {
-      throw FormatError(path.string() + ": merges must be strings or pairs");
-    }
-  }
-  spec.types.assign(spec.tokens.size(), TokenType::Normal);
-  for (const json& added : get_or<json>(j, "added_tokens", json::array(), path)) {
-    const auto id = get<int64_t>(added, "id", path);
-    if (id < 0 || id > (1 << 24)) throw FormatError(path.string() + ": bad added token id");
-    if (spec.tokens.size() <= static_cast<size_t>(id)) {
-      spec.tokens.resize(id + 1);
-      spec.types.resize(id + 1, TokenType::Normal);
-    }
-    spec.tokens[id] = get<std::string>(added, "content", path);
-    spec.types[id] = get_or<bool>(added, "special", false, path) ? TokenType::Control
-                                                                 : TokenType::UserDefined;
-  }
-  collect_pre_patterns(get_or<json>(j, "pre_tokenizer", json(), path), path, spec.pre_patterns);
-  spec.pre_type = "tokenizer.json";
-
-  const fs::path config_path = folder / "tokenizer_config.json";
-  if (fs::exists(config_path)) {
-    const json tc = read_json(config_path);
-    spec.add_bos = get_or<bool>(tc, "add_bos_token", false, config_path);
-    spec.add_eos = get_or<bool>(tc, "add_eos_token", false, config_path);
-    spec.chat_template = get_or<std::string>(tc, "chat_template", "", config_path);
-    auto find_id = [&](const std::optional<std::string>& text) -> std::optional<int32_t> {
-      if (!text) return std::nullopt;
-      for (size_t id = 0; id < spec.tokens.size(); ++id) {
-        if (spec.tokens[id] == *text) return static_cast<int32_t>(id);
-      }
-      return std::nullopt;
-    };
-    spec.bos_id = find_id(token_text(tc, "bos_token"));
-    spec.eos_id = find_id(token_text(tc, "eos_token"));
-    spec.unk_id = find_id(token_text(tc, "unk_token"));
-    spec.pad_id = find_id(token_text(tc, "pad_token"));
-  }
-  return spec;
-}
-
-void write_hf_tokenizer(const fs::path& folder, const Tokenizer& tokenizer) {
-  const TokenizerSpec& spec = tokenizer.spec();
-  json vocab = json::object();
-  json added = json::array();
-  for (size_t id = 0; id < spec.tokens.size(); ++id) {
-    vocab[spec.tokens[id]] = id;
-    if (spec.types[id] != TokenType::Normal) {
-      added.push_back({{"id", id},
-                       {"content", spec.tokens[id]},
-                       {"single_word", false},
-                       {"lstrip", false},
-                       {"rstrip", false},
-                       {"normalized", false},
-                       {"special", spec.types[id] == TokenType::Control}});
-    }
-  }
-  json merges = json::array();
-  for (const auto& [left, right] : spec.merges) merges.push_back({left, right});
-  // Each regex becomes an isolating Split; ByteLevel then only maps bytes.
-  json pre = json::array();
-  for (const std::string& pattern : spec.pre_patterns) {
-    pre.push_back({{"type", "Split"},
-                   {"pattern", {{"Regex", pattern}}},
-                   {"behavior", "Isolated"},
-                   {"invert", false}});
-  }
-  pre.push_back({{"type", "ByteLevel"},
-                 {"add_prefix_space", false},
-                 {"trim_offsets", true},
-                 {"use_regex", false}});
-  const json tokenizer_json = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre}}},
-      {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
-                   {"use_regex", true}}},
-      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                 {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-                 {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                 {"vocab", vocab}, {"merges", merges}}}};
-  write_json(folder / "tokenizer.json", tokenizer_json);
-
-  json config = {{"add_bos_token", spec.add_bos},
-                 {"add_eos_token", spec.add_eos},
-                 {"tokenizer_class", "GPT2Tokenizer"}};
-  auto put_token = [&](const char* key, const std::optional<int32_t>& id) {
-    if (id) config[key] = spec.tokens.at(*id);
-  };
-  put_token("bos_token", spec.bos_id);
-  put_token("eos_token", spec.eos_id);
-  put_token("unk_token", spec.unk_id);
-  put_token("pad_token", spec.pad_id);
-  if (!spec.chat_template.empty()) config["chat_template"] = spec.chat_template;
-  write_json(folder / "tokenizer_config.json", config);
 }
 
 std::unique_ptr<WeightSource> hf_weight_source(const fs::path& folder, const ModelConfig& config) {

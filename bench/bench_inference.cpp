@@ -1,0 +1,97 @@
+// Inference speed of the default model (or $ECOMLA_BENCH_MODEL): the machine's matmul rate
+// for reference, prefill tokens/s at ctx 512, and decode tokens/s at batch 1 and 8 after
+// contexts of 0, 512 and 2048 tokens, in fp32 and bf16.
+//
+//   build/ecomla_bench --benchmark_out=bench.json --benchmark_out_format=json
+//
+// Every benchmark reports `tokens_per_s` (or `gflops`) as a counter in the JSON.
+#include <ATen/ATen.h>
+#include <benchmark/benchmark.h>
+#include <c10/core/InferenceMode.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+
+#include "ecomla/kv_cache.h"
+#include "ecomla/model_loader.h"
+
+namespace {
+
+using namespace ecomla;
+
+at::ScalarType dtype_of(int64_t arg) { return arg == 0 ? at::kFloat : at::kBFloat16; }
+
+// One loaded model per dtype, kept for the whole run.
+LlamaForCausalLM& model_in(at::ScalarType dtype) {
+  static std::map<at::ScalarType, LlamaForCausalLM> models;
+  auto it = models.find(dtype);
+  if (it == models.end()) {
+    const char* env = std::getenv("ECOMLA_BENCH_MODEL");
+    LoadedModel loaded = load_model(env ? env : ECOMLA_DEFAULT_MODEL);
+    loaded.model->to(dtype);
+    loaded.model->eval();
+    it = models.emplace(dtype, loaded.model).first;
+  }
+  return it->second;
+}
+
+at::Tensor random_tokens(int64_t batch, int64_t n, int64_t vocab) {
+  return at::randint(0, vocab, {batch, n}, at::kLong);
+}
+
+// The machine's GEMM rate at the shape of this model's MLP (2048 x 576 x 1536).
+void BM_Matmul(benchmark::State& state) {
+  c10::InferenceMode guard;
+  const auto dtype = dtype_of(state.range(0));
+  const at::Tensor a = at::randn({2048, 576}).to(dtype), b = at::randn({576, 1536}).to(dtype);
+  for (auto _ : state) benchmark::DoNotOptimize(at::matmul(a, b));
+  state.counters["gflops"] = benchmark::Counter(2.0 * 2048 * 576 * 1536 / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Prefill of one 512-token sequence, the shape of perplexity and eval scoring.
+void BM_Prefill(benchmark::State& state) {
+  c10::InferenceMode guard;
+  LlamaForCausalLM& model = model_in(dtype_of(state.range(0)));
+  const int64_t ctx = state.range(1);
+  const at::Tensor tokens = random_tokens(1, ctx, model->config().vocab_size);
+  for (auto _ : state) benchmark::DoNotOptimize(model->forward(tokens));
+  state.counters["tokens_per_s"] =
+      benchmark::Counter(static_cast<double>(ctx), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Decode steps of `batch` sequences after a prefilled context (prefill not timed).
+void BM_Decode(benchmark::State& state) {
+  c10::InferenceMode guard;
+  const auto dtype = dtype_of(state.range(0));
+  LlamaForCausalLM& model = model_in(dtype);
+  const int64_t batch = state.range(1), context = state.range(2);
+  constexpr int64_t kSteps = 16;
+  const int64_t vocab = model->config().vocab_size;
+  for (auto _ : state) {
+    KvCache cache(model->config(), batch, context + kSteps + 1, dtype);
+    if (context > 0) model->forward(random_tokens(batch, context, vocab), &cache);
+    at::Tensor next = random_tokens(batch, 1, vocab);
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < kSteps; ++i) {
+      const at::Tensor logits = model->forward(next, &cache);
+      next = logits.select(1, 0).argmax(-1, true);  // [batch, 1]
+    }
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(batch * kSteps), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_Matmul)->ArgName("bf16")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Prefill)->ArgNames({"bf16", "ctx"})->Args({0, 512})->Args({1, 512})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Decode)->ArgNames({"bf16", "batch", "context"})
+    ->ArgsProduct({{0, 1}, {1, 8}, {0, 512, 2048}})
+    ->UseManualTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

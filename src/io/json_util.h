@@ -1,0 +1,55 @@
+// JSON helpers for the format readers: every failure becomes a FormatError naming the file
+// and key.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "ecomla/error.h"
+
+namespace ecomla::io {
+
+using json = nlohmann::json;
+
+inline json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw FormatError(path.string() + ": cannot open");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw FormatError(path.string() + ": not valid JSON: " + e.what());
+  }
+}
+
+// Written to a temporary file and renamed, so a reader never sees half a file.
+inline void write_json(const std::filesystem::path& path, const json& j) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) throw std::runtime_error("cannot write " + tmp.string());
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+template <typename T>
+T get(const json& j, const std::string& key, const std::string& origin) {
+  if (!j.is_object() || !j.contains(key)) {
+    throw FormatError(origin + ": missing key '" + key + "'");
+  }
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception&) {
+    throw FormatError(origin + ": key '" + key + "' has the wrong type");
+  }
+}
+
+template <typename T>
+T get_or(const json& j, const std::string& key, T fallback, const std::string& origin) {
+  if (!j.is_object() || !j.contains(key) || j.at(key).is_null()) return fallback;
+  return get<T>(j, key, origin);
+}
+
+}  // namespace ecomla::io
