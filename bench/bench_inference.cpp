@@ -1,6 +1,7 @@
 // Inference speed of the default model (or $ECOMLA_BENCH_MODEL): the machine's matmul rate
 // for reference, prefill tokens/s at ctx 512, and decode tokens/s at batch 1 and 8 after
-// contexts of 0, 512 and 2048 tokens, in fp32 and bf16.
+// contexts of 0, 512 and 2048 tokens; weights 0 = fp32, 1 = bf16, 2 = bf16 with the 4-bit
+// decode copy (ProjectionImpl::pack_int4).
 //
 //   build/ecomla_bench --benchmark_out=bench.json --benchmark_out_format=json
 //
@@ -20,18 +21,21 @@ namespace {
 
 using namespace ecomla;
 
-at::ScalarType dtype_of(int64_t arg) { return arg == 0 ? at::kFloat : at::kBFloat16; }
+// Weight formats by benchmark argument: 0 fp32, 1 bf16, 2 bf16 with the 4-bit decode copy.
+enum Weights : int64_t { kFp32 = 0, kBf16 = 1, kInt4 = 2 };
+at::ScalarType dtype_of(int64_t arg) { return arg == kFp32 ? at::kFloat : at::kBFloat16; }
 
-// One loaded model per dtype, kept for the whole run.
-LlamaForCausalLM& model_in(at::ScalarType dtype) {
-  static std::map<at::ScalarType, LlamaForCausalLM> models;
-  auto it = models.find(dtype);
+// One loaded model per weight format, kept for the whole run.
+LlamaForCausalLM& model_in(int64_t weights) {
+  static std::map<int64_t, LlamaForCausalLM> models;
+  auto it = models.find(weights);
   if (it == models.end()) {
     const char* env = std::getenv("ECOMLA_BENCH_MODEL");
     LoadedModel loaded = load_model(env ? env : ECOMLA_DEFAULT_MODEL);
-    loaded.model->to(dtype);
+    loaded.model->to(dtype_of(weights));
+    if (weights == kInt4) loaded.model->pack_int4();
     loaded.model->eval();
-    it = models.emplace(dtype, loaded.model).first;
+    it = models.emplace(weights, loaded.model).first;
   }
   return it->second;
 }
@@ -53,7 +57,7 @@ void BM_Matmul(benchmark::State& state) {
 // Prefill of one 512-token sequence, the shape of perplexity and eval scoring.
 void BM_Prefill(benchmark::State& state) {
   c10::InferenceMode guard;
-  LlamaForCausalLM& model = model_in(dtype_of(state.range(0)));
+  LlamaForCausalLM& model = model_in(state.range(0));
   const int64_t ctx = state.range(1);
   const at::Tensor tokens = random_tokens(1, ctx, model->config().vocab_size);
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(tokens));
@@ -65,7 +69,7 @@ void BM_Prefill(benchmark::State& state) {
 void BM_Decode(benchmark::State& state) {
   c10::InferenceMode guard;
   const auto dtype = dtype_of(state.range(0));
-  LlamaForCausalLM& model = model_in(dtype);
+  LlamaForCausalLM& model = model_in(state.range(0));
   const int64_t batch = state.range(1), context = state.range(2);
   constexpr int64_t kSteps = 16;
   const int64_t vocab = model->config().vocab_size;
@@ -86,10 +90,10 @@ void BM_Decode(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Matmul)->ArgName("bf16")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Prefill)->ArgNames({"bf16", "ctx"})->Args({0, 512})->Args({1, 512})
+BENCHMARK(BM_Prefill)->ArgNames({"weights", "ctx"})->Args({kFp32, 512})->Args({kBf16, 512})
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Decode)->ArgNames({"bf16", "batch", "context"})
-    ->ArgsProduct({{0, 1}, {1, 8}, {0, 512, 2048}})
+BENCHMARK(BM_Decode)->ArgNames({"weights", "batch", "context"})
+    ->ArgsProduct({{kFp32, kBf16, kInt4}, {1, 8}, {0, 512, 2048}})
     ->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "ecomla/config.h"
+#include "ecomla/projection.h"
 
 namespace ecomla {
 
@@ -58,7 +59,7 @@ public:
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, KvCache* cache,
                         int64_t layer);
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Projection q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
 private:
   GqaSpec spec_;
@@ -69,7 +70,7 @@ class MlpImpl : public torch::nn::Module {
 public:
   MlpImpl(int64_t hidden_size, int64_t intermediate_size);
   torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Projection gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
@@ -109,6 +110,11 @@ public:
   // The LM head applied to hidden states [..., D] -> [..., V].
   torch::Tensor logits(const torch::Tensor& hidden) const;
   const ModelConfig& config() const { return config_; }
+  // Gives every attention and MLP projection a 4-bit copy for decoding (see projection.h);
+  // returns how many were packed. Call after the final dtype/device move.
+  int64_t pack_int4();
+  // Where the weights live (inputs are moved there by the callers of forward).
+  torch::Device device() const { return model->embed_tokens->weight.device(); }
 
   LlamaBackbone model{nullptr};
   torch::nn::Linear lm_head{nullptr};  // null when tied to model.embed_tokens

@@ -24,6 +24,7 @@ PerplexityResult perplexity(LlamaForCausalLM& model, const std::vector<int32_t>&
   const int64_t first = ctx / 2;  // logits at [first, ctx-1) predict tokens [first+1, ctx)
   c10::InferenceMode guard;
   model->eval();
+  const at::Device device = model->device();
 
   PerplexityResult result;
   const auto start = std::chrono::steady_clock::now();
@@ -35,7 +36,7 @@ PerplexityResult perplexity(LlamaForCausalLM& model, const std::vector<int32_t>&
     if (options.bos_id) {
       for (int64_t i = 0; i < b; ++i) batch[i * ctx] = *options.bos_id;
     }
-    const at::Tensor input = at::from_blob(batch.data(), {b, ctx}, at::kLong);
+    const at::Tensor input = at::from_blob(batch.data(), {b, ctx}, at::kLong).to(device);
     const at::Tensor logits = model->forward(input).narrow(1, first, ctx - 1 - first);
     const at::Tensor logp = logits.to(at::kFloat).log_softmax(-1);  // [b, ctx-1-first, V]
     const at::Tensor targets = input.narrow(1, first + 1, ctx - 1 - first).unsqueeze(-1);

@@ -9,6 +9,18 @@
 namespace ecomla {
 namespace {
 
+bool layer_matrices_are_4bit(const GgufFile& file) {
+  bool any = false;
+  for (const GgufTensorInfo& t : file.tensors()) {
+    if (!t.name.starts_with("blk.") || t.ne.size() != 2) continue;
+    if (t.type != GgmlType::Q4_0 && t.type != GgmlType::Q4_1 && t.type != GgmlType::Q4_K) {
+      return false;
+    }
+    any = true;
+  }
+  return any;
+}
+
 bool is_gguf(const std::filesystem::path& path) {
   return std::filesystem::is_regular_file(path);
 }
@@ -30,6 +42,7 @@ LoadedModel load_model(const std::filesystem::path& path) {
     LoadedModel loaded{path, "gguf", LlamaForCausalLM(config),
                        Tokenizer(tokenizer_spec_from_gguf(*file))};
     load_weights(*loaded.model, *gguf_weight_source(file, config));
+    loaded.stored_as_4bit = layer_matrices_are_4bit(*file);
     return loaded;
   }
   const ModelConfig config = read_hf_config(path / "config.json");

@@ -56,13 +56,14 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
     throw std::invalid_argument("generate: prompt of " + std::to_string(n_prompt) +
                                 " tokens fills the context of " + std::to_string(capacity));
   }
-  KvCache cache(model_->config(), 1, capacity, dtype);
+  const at::Device device = model_->device();
+  KvCache cache(model_->config(), 1, capacity, dtype, device);
   Sampler sampler(options.sampler);
   GenerateResult result;
   result.stop_reason = "max_tokens";
 
   std::vector<int64_t> ids(prompt.begin(), prompt.end());
-  at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);  // [1, T]
+  at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0).to(device);  // [1, T]
   auto t0 = Clock::now();
   std::string pending;  // decoded bytes not yet handed to on_text
   for (int64_t step = 0; step < options.max_tokens; ++step) {
@@ -92,7 +93,7 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
       result.stop_reason = "context";
       break;
     }
-    input = at::tensor(std::vector<int64_t>{next}, at::kLong).unsqueeze(0);
+    input = at::tensor(std::vector<int64_t>{next}, at::kLong).unsqueeze(0).to(device);
   }
   if (!pending.empty()) {
     result.text += pending;

@@ -16,14 +16,33 @@ at::ScalarType parse_dtype(const std::string& name) {
   throw CLI::ValidationError("--dtype", "must be fp32 or bf16, got '" + name + "'");
 }
 
-LoadedModel load_for_compute(const std::string& path, const std::string& dtype) {
-  const at::ScalarType type = parse_dtype(dtype);
+LoadedModel load_for_compute(const std::string& path, const ComputeOptions& compute) {
+  const at::ScalarType type = parse_dtype(compute.dtype);
+  const at::Device device = parse_device(compute.device);
   const auto t0 = std::chrono::steady_clock::now();
   LoadedModel loaded = load_model(path);
-  loaded.model->to(type);
-  fmt::print(stderr, "loaded {} ({}) in {:.1f} s, compute dtype {}\n", path, loaded.format,
-             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), dtype);
+  loaded.model->to(device, type);
+  fmt::print(stderr, "loaded {} ({}) in {:.1f} s, compute {} on {}\n", path, loaded.format,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+             compute.dtype, device.str());
   return loaded;
+}
+
+at::Device parse_device(const std::string& name) {
+  try {
+    const at::Device device(name);
+    if (!device.is_cpu() && !device.is_cuda()) throw std::invalid_argument(name);
+    return device;
+  } catch (const std::exception&) {
+    throw CLI::ValidationError("--device", "must be cpu, cuda or cuda:N, got '" + name + "'");
+  }
+}
+
+void add_compute_options(CLI::App& cmd, ComputeOptions& compute, const std::string& dtype) {
+  compute.dtype = dtype;
+  cmd.add_option("--dtype", compute.dtype, "fp32 or bf16")->capture_default_str();
+  cmd.add_option("--device", compute.device, "cpu, cuda or cuda:N (needs a CUDA libtorch)")
+      ->capture_default_str();
 }
 
 std::string read_text_file(const std::string& path) {

@@ -16,10 +16,17 @@ void add_tokenize(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_generate(CLI::App& app);
 
+struct ComputeOptions {
+  std::string dtype = "fp32";  // fp32 | bf16
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+};
+// Adds --dtype (with the command's default) and --device.
+void add_compute_options(CLI::App& cmd, ComputeOptions& compute, const std::string& dtype);
 // "fp32" or "bf16" -> dtype; throws CLI::ValidationError otherwise.
 at::ScalarType parse_dtype(const std::string& name);
-// Loads a model and casts its weights to the compute dtype, reporting time on stderr.
-LoadedModel load_for_compute(const std::string& path, const std::string& dtype);
+at::Device parse_device(const std::string& name);
+// Loads a model and moves its weights to the compute device and dtype, reporting on stderr.
+LoadedModel load_for_compute(const std::string& path, const ComputeOptions& compute);
 // Reads a whole text file; throws FormatError naming the file.
 std::string read_text_file(const std::string& path);
 // Writes JSON to stdout (pretty) or to `path` when not empty.

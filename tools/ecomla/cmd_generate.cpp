@@ -1,5 +1,6 @@
 // ecomla generate MODEL --prompt TEXT [--chat] [--max-tokens N] [--temperature T] [--top-k K]
-//                 [--top-p P] [--seed S] [--dtype fp32|bf16]: KV-cached decoding, streamed.
+//                 [--top-p P] [--seed S] [--dtype fp32|bf16] [--weights auto|int4|dense]:
+//                 KV-cached decoding, streamed.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -11,8 +12,10 @@ namespace ecomla::cli {
 
 void add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text with a KV cache, streamed to stdout");
-  static std::string model, prompt, dtype = "bf16";
+  static std::string model, prompt;
+  static ComputeOptions compute;
   static bool chat = false;
+  static std::string weights = "auto";
   static GenerateOptions options;
   cmd->add_option("MODEL", model, "GGUF file or Hugging Face model folder")->required();
   cmd->add_option("--prompt", prompt, "Prompt text")->required();
@@ -23,9 +26,22 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-k", options.sampler.top_k, "0 = off")->capture_default_str();
   cmd->add_option("--top-p", options.sampler.top_p, "1 = off")->capture_default_str();
   cmd->add_option("--seed", options.sampler.seed, "Sampling seed")->capture_default_str();
-  cmd->add_option("--dtype", dtype, "fp32 or bf16")->capture_default_str();
+  add_compute_options(*cmd, compute, "bf16");
+  cmd->add_option("--weights", weights,
+                  "Decode weights: int4 (4-bit copy, fast), dense, or auto (int4 when the "
+                  "GGUF stores them as 4-bit, bf16 on CPU)")
+      ->check(CLI::IsMember({"auto", "int4", "dense"}))
+      ->capture_default_str();
   cmd->callback([] {
-    LoadedModel loaded = load_for_compute(model, dtype);
+    LoadedModel loaded = load_for_compute(model, compute);
+    const bool bf16_cpu = compute.dtype == "bf16" && loaded.model->device().is_cpu();
+    if (weights == "int4" && !bf16_cpu) {
+      throw CLI::ValidationError("--weights int4", "needs --dtype bf16 on the CPU");
+    }
+    if (weights == "int4" || (weights == "auto" && bf16_cpu && loaded.stored_as_4bit)) {
+      fmt::print(stderr, "decoding with 4-bit weights ({} projections packed)\n",
+                 loaded.model->pack_int4());
+    }
     const std::string text =
         chat ? loaded.tokenizer.apply_chat_template({{"user", prompt}}, true) : prompt;
     const std::vector<int32_t> ids = loaded.tokenizer.encode(text, /*add_special=*/true,

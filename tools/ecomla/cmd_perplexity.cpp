@@ -9,7 +9,8 @@ namespace ecomla::cli {
 
 void add_perplexity(CLI::App& app) {
   auto* cmd = app.add_subcommand("perplexity", "Chunked perplexity as llama.cpp's llama-perplexity");
-  static std::string model, text_file, dtype = "fp32", output;
+  static std::string model, text_file, output;
+  static ComputeOptions compute;
   static int64_t ctx = 512, chunks = -1, batch = 4;
   static bool json = false;
   cmd->add_option("MODEL", model, "GGUF file or Hugging Face model folder")->required();
@@ -17,11 +18,11 @@ void add_perplexity(CLI::App& app) {
   cmd->add_option("--ctx", ctx, "Tokens per chunk")->capture_default_str();
   cmd->add_option("--chunks", chunks, "Chunks to score (default: all)");
   cmd->add_option("--batch", batch, "Chunks per forward pass")->capture_default_str();
-  cmd->add_option("--dtype", dtype, "fp32 or bf16")->capture_default_str();
+  add_compute_options(*cmd, compute, "fp32");
   cmd->add_flag("--json", json, "Print the result as JSON on stdout");
   cmd->add_option("--output", output, "Write the JSON result to this file");
   cmd->callback([] {
-    LoadedModel loaded = load_for_compute(model, dtype);
+    LoadedModel loaded = load_for_compute(model, compute);
     const std::string text = read_text_file(text_file);
     const std::vector<int32_t> tokens = loaded.tokenizer.encode(text);
     fmt::print(stderr, "{}: {} tokens\n", text_file, tokens.size());
@@ -40,7 +41,7 @@ void add_perplexity(CLI::App& app) {
                r.ppl, r.ppl * r.nll_stderr, r.chunks, ctx, r.tokens_scored, tps);
     const nlohmann::json j = {{"model", model},        {"text", text_file},
                               {"ctx", ctx},            {"chunks", r.chunks},
-                              {"dtype", dtype},        {"ppl", r.ppl},
+                              {"dtype", compute.dtype},        {"ppl", r.ppl},
                               {"ppl_stderr", r.ppl * r.nll_stderr},
                               {"nll", r.nll},          {"tokens_scored", r.tokens_scored},
                               {"tokens_evaluated", r.tokens_evaluated},
