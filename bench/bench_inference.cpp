@@ -90,11 +90,16 @@ void BM_Decode(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Matmul)->ArgName("bf16")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Prefill)->ArgNames({"weights", "ctx"})->Args({kFp32, 512})->Args({kBf16, 512})
+BENCHMARK(BM_Prefill)
+    ->ArgNames({"weights", "ctx"})
+    ->Args({kFp32, 512})
+    ->Args({kBf16, 512})
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Decode)->ArgNames({"weights", "batch", "context"})
+BENCHMARK(BM_Decode)
+    ->ArgNames({"weights", "batch", "context"})
     ->ArgsProduct({{kFp32, kBf16, kInt4}, {1, 8}, {0, 512, 2048}})
-    ->UseManualTime()->Unit(benchmark::kMillisecond);
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -22,10 +22,10 @@ enum class RopeScaling { None, Linear, Llama3 };
 struct RopeConfig {
   double theta = 10000.0;
   RopeScaling scaling = RopeScaling::None;
-  double factor = 1.0;               // linear and llama3
-  double low_freq_factor = 1.0;      // llama3
-  double high_freq_factor = 4.0;     // llama3
-  int64_t original_context = 8192;   // llama3: original_max_position_embeddings
+  double factor = 1.0;              // linear and llama3
+  double low_freq_factor = 1.0;     // llama3
+  double high_freq_factor = 4.0;    // llama3
+  int64_t original_context = 8192;  // llama3: original_max_position_embeddings
   // Per-frequency divisors stored by GGUF files (rope_freqs.weight) instead of the llama3
   // parameters; empty when absent.
   std::vector<float> freq_factors;

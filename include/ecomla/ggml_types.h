@@ -9,15 +9,28 @@
 namespace ecomla {
 
 enum class GgmlType : uint32_t {
-  F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9, Q2_K = 10,
-  Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, BF16 = 30,
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  BF16 = 30,
 };
 
 struct GgmlTypeTraits {
   std::string_view name;
-  int64_t block_size;   // elements per block
-  uint64_t block_bytes; // bytes per block
-  bool can_dequantize;  // whether dequantize() supports it
+  int64_t block_size;    // elements per block
+  uint64_t block_bytes;  // bytes per block
+  bool can_dequantize;   // whether dequantize() supports it
 };
 
 // Traits of a known type id, or nullopt for ids this reader does not know.

@@ -19,10 +19,24 @@
 #include "ecomla/ggml_types.h"
 
 namespace ecomla {
+namespace io {
+class MappedFile;
+}
 
 enum class GgufValueType : uint32_t {
-  UInt8 = 0, Int8 = 1, UInt16 = 2, Int16 = 3, UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7,
-  String = 8, Array = 9, UInt64 = 10, Int64 = 11, Float64 = 12,
+  UInt8 = 0,
+  Int8 = 1,
+  UInt16 = 2,
+  Int16 = 3,
+  UInt32 = 4,
+  Int32 = 5,
+  Float32 = 6,
+  Bool = 7,
+  String = 8,
+  Array = 9,
+  UInt64 = 10,
+  Int64 = 11,
+  Float64 = 12,
 };
 
 struct GgufValue;
@@ -50,7 +64,7 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // ggml order: ne[0] is the innermost (contiguous) dimension
   GgmlType type = GgmlType::F32;
-  uint64_t offset = 0;      // relative to the start of the data section
+  uint64_t offset = 0;  // relative to the start of the data section
   uint64_t n_bytes = 0;
 
   int64_t n_elements() const;
@@ -81,8 +95,7 @@ public:
   std::vector<float> tensor_to_f32(const GgufTensorInfo& info) const;
 
 private:
-  struct Mapping;
-  std::shared_ptr<Mapping> mapping_;  // keeps an mmap alive; empty for parse()
+  std::shared_ptr<const io::MappedFile> mapping_;  // keeps the mmap alive; empty for parse()
   std::span<const uint8_t> bytes_;
   std::string origin_;
   uint32_t version_ = 0;

@@ -24,7 +24,7 @@ std::unique_ptr<WeightSource> hf_weight_source(const std::filesystem::path& fold
                                                const ModelConfig& config);
 
 struct SaveOptions {
-  std::string dtype = "F32";            // F32, F16 or BF16
+  std::string dtype = "F32";              // F32, F16 or BF16
   uint64_t max_shard_bytes = 5ull << 30;  // larger models are sharded with an index
 };
 // Writes config.json, the weights, tokenizer.json and tokenizer_config.json into `folder`.

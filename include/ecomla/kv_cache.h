@@ -21,8 +21,7 @@ public:
 
   // Writes k, v [B, Hkv, T, Dh] at positions [length, length + T) of `layer` and returns the
   // keys and values of positions [0, length + T). The length itself moves on in advance().
-  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k,
-                                           const at::Tensor& v);
+  std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v);
   // Called once per forward pass, after every layer has appended its T positions.
   void advance(int64_t n_tokens);
   // Forgets everything after the first n positions.

@@ -17,16 +17,16 @@ namespace ecomla {
 
 struct PerplexityOptions {
   int64_t ctx = 512;
-  int64_t max_chunks = -1;  // -1: every full chunk
-  int64_t batch_chunks = 4; // chunks per forward pass
+  int64_t max_chunks = -1;        // -1: every full chunk
+  int64_t batch_chunks = 4;       // chunks per forward pass
   std::optional<int32_t> bos_id;  // set to replace each chunk's first token by BOS
   ProgressCallback progress;
 };
 
 struct PerplexityResult {
   double ppl = 0;
-  double nll = 0;           // mean negative log-likelihood (nats per scored token)
-  double nll_stderr = 0;    // standard error of that mean
+  double nll = 0;         // mean negative log-likelihood (nats per scored token)
+  double nll_stderr = 0;  // standard error of that mean
   int64_t chunks = 0;
   int64_t tokens_scored = 0;
   int64_t tokens_evaluated = 0;

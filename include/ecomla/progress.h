@@ -10,11 +10,11 @@
 namespace ecomla {
 
 struct Progress {
-  std::string what;     // e.g. "perplexity"
-  int64_t done = 0;     // units finished
-  int64_t total = 0;    // units in all (0 = unknown)
-  std::string unit;     // e.g. "chunks"
-  std::string detail;   // free text, e.g. "ppl 23.1"
+  std::string what;    // e.g. "perplexity"
+  int64_t done = 0;    // units finished
+  int64_t total = 0;   // units in all (0 = unknown)
+  std::string unit;    // e.g. "chunks"
+  std::string detail;  // free text, e.g. "ppl 23.1"
 };
 
 using ProgressCallback = std::function<bool(const Progress&)>;

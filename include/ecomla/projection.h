@@ -35,8 +35,8 @@ public:
 private:
   bool int4_usable(const torch::Tensor& x) const;
 
-  torch::Tensor int4_weight_;   // packed nibbles, libtorch's layout
-  torch::Tensor scale_zeros_;   // [in / group, out, 2] bf16: w = (q - 8) * scale + zero
+  torch::Tensor int4_weight_;  // packed nibbles, libtorch's layout
+  torch::Tensor scale_zeros_;  // [in / group, out, 2] bf16: w = (q - 8) * scale + zero
   int64_t group_size_ = 0;
   // The dense weight the copy was made from; any change to it retires the copy.
   const void* packed_from_ = nullptr;

@@ -13,6 +13,9 @@
 #include <vector>
 
 namespace ecomla {
+namespace io {
+class MappedFile;
+}
 
 struct SafetensorsTensorInfo {
   std::string name;
@@ -35,8 +38,7 @@ public:
   std::vector<float> to_f32(const SafetensorsTensorInfo& info) const;
 
 private:
-  struct Mapping;
-  std::shared_ptr<Mapping> mapping_;
+  std::shared_ptr<const io::MappedFile> mapping_;  // keeps the mmap alive; empty for parse()
   std::span<const uint8_t> bytes_;
   uint64_t data_offset_ = 0;
   std::string origin_;

@@ -18,12 +18,18 @@ namespace ecomla {
 
 // Values of GGUF tokenizer.ggml.token_type (llama.cpp's llama_token_type).
 enum class TokenType : int32_t {
-  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6,
+  Undefined = 0,
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6,
 };
 
 struct TokenizerSpec {
-  std::vector<std::string> tokens;  // byte-level strings, by id
-  std::vector<TokenType> types;     // empty = all Normal
+  std::vector<std::string> tokens;                          // byte-level strings, by id
+  std::vector<TokenType> types;                             // empty = all Normal
   std::vector<std::pair<std::string, std::string>> merges;  // by rank
   // Pre-tokenizer: regexes applied in sequence, each splitting the pieces of the previous one
   // (llama.cpp's regex_exprs). pre_type names the preset they came from, for display.

@@ -23,8 +23,7 @@ public:
   const std::string& origin() const { return origin_; }
 
   template <typename T>
-    requires std::is_trivially_copyable_v<T>
-  T read(const char* what) {
+  requires std::is_trivially_copyable_v<T> T read(const char* what) {
     require(sizeof(T), what);
     T value;
     std::memcpy(&value, bytes_.data() + offset_, sizeof(T));

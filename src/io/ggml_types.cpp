@@ -11,8 +11,8 @@
 namespace ecomla {
 namespace {
 
-constexpr int64_t kQK = 32;    // elements per block of the legacy quants
-constexpr int64_t kQK_K = 256; // elements per super-block of the k-quants
+constexpr int64_t kQK = 32;     // elements per block of the legacy quants
+constexpr int64_t kQK_K = 256;  // elements per super-block of the k-quants
 
 uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 float load_f16(const uint8_t* p) { return fp16_to_fp32(load_u16(p)); }
@@ -246,8 +246,8 @@ uint16_t fp32_to_fp16(float f) {
   const uint32_t x = std::bit_cast<uint32_t>(f);
   const uint32_t sign = (x >> 16) & 0x8000;
   const uint32_t abs = x & 0x7FFFFFFF;
-  if (abs > 0x7F800000) return static_cast<uint16_t>(sign | 0x7E00);  // nan
-  if (abs >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00); // overflow -> inf
+  if (abs > 0x7F800000) return static_cast<uint16_t>(sign | 0x7E00);   // nan
+  if (abs >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // overflow -> inf
   if (abs < 0x38800000) {  // subnormal or zero in half precision
     if (abs < 0x33000000) return static_cast<uint16_t>(sign);
     const uint32_t mantissa = (abs & 0x7FFFFF) | 0x800000;

@@ -32,10 +32,17 @@ std::string read_string(io::ByteReader& in, const char* what) {
 // Smallest encoded size of one value of this type; bounds array counts before allocating.
 uint64_t min_encoded_size(GgufValueType type) {
   switch (type) {
-    case GgufValueType::UInt8: case GgufValueType::Int8: case GgufValueType::Bool: return 1;
-    case GgufValueType::UInt16: case GgufValueType::Int16: return 2;
-    case GgufValueType::UInt32: case GgufValueType::Int32: case GgufValueType::Float32: return 4;
-    case GgufValueType::UInt64: case GgufValueType::Int64: case GgufValueType::Float64: return 8;
+    case GgufValueType::UInt8:
+    case GgufValueType::Int8:
+    case GgufValueType::Bool: return 1;
+    case GgufValueType::UInt16:
+    case GgufValueType::Int16: return 2;
+    case GgufValueType::UInt32:
+    case GgufValueType::Int32:
+    case GgufValueType::Float32: return 4;
+    case GgufValueType::UInt64:
+    case GgufValueType::Int64:
+    case GgufValueType::Float64: return 8;
     case GgufValueType::String: return 8;
     case GgufValueType::Array: return 12;
   }
@@ -75,8 +82,7 @@ GgufValue read_value(io::ByteReader& in, GgufValueType type, const std::string& 
       const auto count = in.read<uint64_t>("array length");
       if (count > in.remaining() / min_encoded_size(array.element_type)) {
         in.fail("key '" + key + "': array of " + std::to_string(count) +
-                " elements does not fit in the " + std::to_string(in.remaining()) +
-                " bytes left");
+                " elements does not fit in the " + std::to_string(in.remaining()) + " bytes left");
       }
       array.values.reserve(count);
       for (uint64_t i = 0; i < count; ++i) {
@@ -89,9 +95,9 @@ GgufValue read_value(io::ByteReader& in, GgufValueType type, const std::string& 
 }
 
 const char* type_name(GgufValueType type) {
-  static constexpr const char* kNames[] = {"uint8", "int8",  "uint16", "int16", "uint32",
-                                           "int32", "float32", "bool", "string", "array",
-                                           "uint64", "int64", "float64"};
+  static constexpr const char* kNames[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                           "int32",  "float32", "bool",   "string", "array",
+                                           "uint64", "int64",   "float64"};
   return kNames[static_cast<int>(type)];
 }
 
@@ -154,14 +160,9 @@ std::vector<int64_t> GgufTensorInfo::torch_shape() const { return {ne.rbegin(), 
 
 // --- GgufFile --------------------------------------------------------------------------------
 
-struct GgufFile::Mapping {
-  explicit Mapping(const std::filesystem::path& path) : file(path) {}
-  io::MappedFile file;
-};
-
 GgufFile GgufFile::open(const std::filesystem::path& path) {
-  auto mapping = std::make_shared<Mapping>(path);
-  GgufFile file = parse(mapping->file.bytes(), path.string());
+  auto mapping = std::make_shared<const io::MappedFile>(path);
+  GgufFile file = parse(mapping->bytes(), path.string());
   file.mapping_ = std::move(mapping);
   return file;
 }
@@ -258,8 +259,7 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, std::string origin) {
       throw FormatError(file.origin_ + ": tensor '" + info.name + "': bytes [" +
                         std::to_string(file.data_offset_ + info.offset) + ", " +
                         std::to_string(file.data_offset_ + info.offset + info.n_bytes) +
-                        ") past end of file (" + std::to_string(limit) +
-                        "): truncated download?");
+                        ") past end of file (" + std::to_string(limit) + "): truncated download?");
     }
   }
   return file;
@@ -300,7 +300,10 @@ namespace {
 
 class ByteWriter {
 public:
-  template <typename T> void put(T v) { put_raw(&v, sizeof(T)); }
+  template <typename T>
+  void put(T v) {
+    put_raw(&v, sizeof(T));
+  }
   void put_string(const std::string& s) {
     put<uint64_t>(s.size());
     put_raw(s.data(), s.size());

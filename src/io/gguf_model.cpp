@@ -2,9 +2,9 @@
 
 #include <ATen/ops/from_blob.h>
 
+#include <torch/nn/module.h>
 #include <array>
 #include <regex>
-#include <torch/nn/module.h>
 
 #include "ecomla/error.h"
 
@@ -231,7 +231,8 @@ void write_llama_gguf(const std::filesystem::path& path, const torch::nn::Module
                       const ModelConfig& config, const TokenizerSpec& tokenizer, GgmlType type) {
   const GqaSpec& a = config.attention.at(0);
   for (const GqaSpec& other : config.attention) {
-    if (other.n_head != a.n_head || other.n_head_kv != a.n_head_kv || other.head_dim != a.head_dim) {
+    if (other.n_head != a.n_head || other.n_head_kv != a.n_head_kv ||
+        other.head_dim != a.head_dim) {
       throw std::invalid_argument("write_llama_gguf: all layers must share one attention shape");
     }
   }
@@ -255,7 +256,8 @@ void write_llama_gguf(const std::filesystem::path& path, const torch::nn::Module
       {p + "rope.freq_base", {static_cast<float>(config.rope.theta)}},
       {p + "attention.layer_norm_rms_epsilon", {static_cast<float>(config.rms_norm_eps)}},
       {"tokenizer.ggml.model", {std::string("gpt2")}},
-      {"tokenizer.ggml.pre", {tokenizer.pre_type.empty() ? std::string("gpt2") : tokenizer.pre_type}},
+      {"tokenizer.ggml.pre",
+       {tokenizer.pre_type.empty() ? std::string("gpt2") : tokenizer.pre_type}},
       {"tokenizer.ggml.tokens", string_array(tokenizer.tokens)},
       {"tokenizer.ggml.add_bos_token", {tokenizer.add_bos}},
       {"tokenizer.ggml.add_eos_token", {tokenizer.add_eos}},

@@ -26,7 +26,8 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& f) {
                       "' is not supported (byte-level BPE, 'gpt2', is)");
   }
   TokenizerSpec spec;
-  for (const GgufValue& v : f.at("tokenizer.ggml.tokens").as_array("tokenizer.ggml.tokens").values) {
+  for (const GgufValue& v :
+       f.at("tokenizer.ggml.tokens").as_array("tokenizer.ggml.tokens").values) {
     spec.tokens.push_back(v.as_string("tokenizer.ggml.tokens"));
   }
   if (const GgufValue* types = f.find("tokenizer.ggml.token_type")) {
@@ -34,7 +35,8 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& f) {
       spec.types.push_back(static_cast<TokenType>(v.as_int("tokenizer.ggml.token_type")));
     }
   }
-  for (const GgufValue& v : f.at("tokenizer.ggml.merges").as_array("tokenizer.ggml.merges").values) {
+  for (const GgufValue& v :
+       f.at("tokenizer.ggml.merges").as_array("tokenizer.ggml.merges").values) {
     const std::string& merge = v.as_string("tokenizer.ggml.merges");
     const size_t space = merge.find(' ', 1);
     if (space == std::string::npos) {

@@ -19,7 +19,6 @@ using io::read_json;
 using io::write_json;
 namespace fs = std::filesystem;
 
-
 class HfWeightSource : public WeightSource {
 public:
   HfWeightSource(const fs::path& folder, const ModelConfig& config) : folder_(folder) {
@@ -169,8 +168,9 @@ void write_hf_config(const fs::path& path, const ModelConfig& c, const Tokenizer
   if (tokenizer.bos_id()) j["bos_token_id"] = *tokenizer.bos_id();
   if (tokenizer.eos_id()) j["eos_token_id"] = *tokenizer.eos_id();
   if (!c.rope.freq_factors.empty()) {
-    throw std::invalid_argument("write_hf_config: GGUF rope_freqs factors have no config.json "
-                                "equivalent");
+    throw std::invalid_argument(
+        "write_hf_config: GGUF rope_freqs factors have no config.json "
+        "equivalent");
   }
   if (c.rope.scaling == RopeScaling::Linear) {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope.factor}};
@@ -211,14 +211,16 @@ void save_hf_checkpoint(const fs::path& folder, const torch::nn::Module& model,
   }
   json weight_map = json::object();
   for (size_t s = 0; s < shards.size(); ++s) {
-    const std::string file =
-        shards.size() == 1 ? "model.safetensors"
-                           : "model-" + std::to_string(s + 1) + "-of-" +
-                                 std::to_string(shards.size()) + ".safetensors";
+    const std::string file = shards.size() == 1
+                                 ? "model.safetensors"
+                                 : "model-" + std::to_string(s + 1) + "-of-" +
+                                       std::to_string(shards.size()) + ".safetensors";
     std::vector<SafetensorsWriteTensor> entries;
     for (size_t i : shards[s]) {
       const at::Tensor& t = tensors[i].second;
-      entries.push_back({tensors[i].first, options.dtype, t.sizes().vec(),
+      entries.push_back({tensors[i].first,
+                         options.dtype,
+                         t.sizes().vec(),
                          {static_cast<const uint8_t*>(t.data_ptr()), t.nbytes()}});
       weight_map[tensors[i].first] = file;
     }

@@ -22,11 +22,13 @@ std::optional<std::string> token_text(const json& j, const std::string& key) {
 }
 
 // Pre-tokenizer regexes from a tokenizers PreTokenizer object.
-void collect_pre_patterns(const json& pre, const std::string& origin, std::vector<std::string>& out) {
+void collect_pre_patterns(const json& pre, const std::string& origin,
+                          std::vector<std::string>& out) {
   if (pre.is_null()) return;
   const std::string type = get<std::string>(pre, "type", origin);
   if (type == "Sequence") {
-    for (const json& p : get<json>(pre, "pretokenizers", origin)) collect_pre_patterns(p, origin, out);
+    for (const json& p : get<json>(pre, "pretokenizers", origin))
+      collect_pre_patterns(p, origin, out);
   } else if (type == "ByteLevel") {
     if (get_or<bool>(pre, "add_prefix_space", false, origin)) {
       throw FormatError(origin + ": ByteLevel add_prefix_space is not supported");
@@ -36,8 +38,7 @@ void collect_pre_patterns(const json& pre, const std::string& origin, std::vecto
       out.insert(out.end(), gpt2.begin(), gpt2.end());
     }
   } else if (type == "Digits") {
-    out.push_back(get_or<bool>(pre, "individual_digits", false, origin) ? R"(\p{N})"
-                                                                         : R"(\p{N}+)");
+    out.push_back(get_or<bool>(pre, "individual_digits", false, origin) ? R"(\p{N})" : R"(\p{N}+)");
   } else if (type == "Split") {
     const json& pattern = get<json>(pre, "pattern", origin);
     const std::string behavior = get_or<std::string>(pre, "behavior", "Isolated", origin);
@@ -90,8 +91,8 @@ TokenizerSpec parse_hf_tokenizer(const json& j, const json& tc, const std::strin
       spec.types.resize(id + 1, TokenType::Normal);
     }
     spec.tokens[id] = get<std::string>(added, "content", path);
-    spec.types[id] = get_or<bool>(added, "special", false, path) ? TokenType::Control
-                                                                 : TokenType::UserDefined;
+    spec.types[id] =
+        get_or<bool>(added, "special", false, path) ? TokenType::Control : TokenType::UserDefined;
   }
   collect_pre_patterns(get_or<json>(j, "pre_tokenizer", json(), path), path, spec.pre_patterns);
   spec.pre_type = "tokenizer.json";
@@ -127,7 +128,6 @@ TokenizerSpec read_hf_tokenizer(const fs::path& folder) {
                                 (folder / "tokenizer.json").string());
 }
 
-
 void write_hf_tokenizer(const fs::path& folder, const Tokenizer& tokenizer) {
   const TokenizerSpec& spec = tokenizer.spec();
   json vocab = json::object();
@@ -158,20 +158,29 @@ void write_hf_tokenizer(const fs::path& folder, const Tokenizer& tokenizer) {
                  {"add_prefix_space", false},
                  {"trim_offsets", true},
                  {"use_regex", false}});
-  const json tokenizer_json = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre}}},
-      {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true},
-                   {"use_regex", true}}},
-      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                 {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-                 {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                 {"vocab", vocab}, {"merges", merges}}}};
+  const json tokenizer_json = {{"version", "1.0"},
+                               {"truncation", nullptr},
+                               {"padding", nullptr},
+                               {"added_tokens", added},
+                               {"normalizer", nullptr},
+                               {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre}}},
+                               {"post_processor", nullptr},
+                               {"decoder",
+                                {{"type", "ByteLevel"},
+                                 {"add_prefix_space", true},
+                                 {"trim_offsets", true},
+                                 {"use_regex", true}}},
+                               {"model",
+                                {{"type", "BPE"},
+                                 {"dropout", nullptr},
+                                 {"unk_token", nullptr},
+                                 {"continuing_subword_prefix", nullptr},
+                                 {"end_of_word_suffix", nullptr},
+                                 {"fuse_unk", false},
+                                 {"byte_fallback", false},
+                                 {"ignore_merges", false},
+                                 {"vocab", vocab},
+                                 {"merges", merges}}}};
   io::write_json(folder / "tokenizer.json", tokenizer_json);
 
   json config = {{"add_bos_token", spec.add_bos},
@@ -187,6 +196,5 @@ void write_hf_tokenizer(const fs::path& folder, const Tokenizer& tokenizer) {
   if (!spec.chat_template.empty()) config["chat_template"] = spec.chat_template;
   io::write_json(folder / "tokenizer_config.json", config);
 }
-
 
 }  // namespace ecomla

@@ -21,9 +21,7 @@ bool layer_matrices_are_4bit(const GgufFile& file) {
   return any;
 }
 
-bool is_gguf(const std::filesystem::path& path) {
-  return std::filesystem::is_regular_file(path);
-}
+bool is_gguf(const std::filesystem::path& path) { return std::filesystem::is_regular_file(path); }
 
 void require_exists(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) {

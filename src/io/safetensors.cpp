@@ -47,9 +47,9 @@ SafetensorsTensorInfo parse_entry(const std::string& origin, const std::string& 
   info.begin = offsets[0].get<uint64_t>();
   info.end = offsets[1].get<uint64_t>();
   if (info.begin > info.end || info.end > data_size) {
-    bad(origin, where + ": bytes [" + std::to_string(info.begin) + ", " +
-                    std::to_string(info.end) + ") outside the data section of " +
-                    std::to_string(data_size) + " bytes: truncated download?");
+    bad(origin, where + ": bytes [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
+                    ") outside the data section of " + std::to_string(data_size) +
+                    " bytes: truncated download?");
   }
   if (info.end - info.begin != n * elem) {
     bad(origin, where + ": " + std::to_string(info.end - info.begin) + " bytes for " +
@@ -62,20 +62,15 @@ SafetensorsTensorInfo parse_entry(const std::string& origin, const std::string& 
 
 uint64_t safetensors_dtype_size(const std::string& dtype) {
   static const std::map<std::string, uint64_t> sizes = {
-      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
-      {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2}, {"U32", 4}, {"U64", 8}};
+      {"F64", 8}, {"F32", 4}, {"F16", 2},  {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
+      {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2},  {"U32", 4}, {"U64", 8}};
   auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
 
-struct SafetensorsFile::Mapping {
-  explicit Mapping(const std::filesystem::path& path) : file(path) {}
-  io::MappedFile file;
-};
-
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
-  auto mapping = std::make_shared<Mapping>(path);
-  SafetensorsFile file = parse(mapping->file.bytes(), path.string());
+  auto mapping = std::make_shared<const io::MappedFile>(path);
+  SafetensorsFile file = parse(mapping->bytes(), path.string());
   file.mapping_ = std::move(mapping);
   return file;
 }

@@ -100,11 +100,11 @@ struct Tokenizer::PreTokenizer {
     for (const std::string& source : sources) {
       UErrorCode status = U_ZERO_ERROR;
       UParseError parse_error;
-      std::unique_ptr<icu::RegexPattern> p(icu::RegexPattern::compile(
-          icu::UnicodeString::fromUTF8(source), 0, parse_error, status));
+      std::unique_ptr<icu::RegexPattern> p(
+          icu::RegexPattern::compile(icu::UnicodeString::fromUTF8(source), 0, parse_error, status));
       if (U_FAILURE(status)) {
-        throw FormatError("pre-tokenizer regex '" + source + "' does not compile: " +
-                          u_errorName(status));
+        throw FormatError("pre-tokenizer regex '" + source +
+                          "' does not compile: " + u_errorName(status));
       }
       patterns.push_back(std::move(p));
     }
@@ -130,7 +130,8 @@ struct Tokenizer::PreTokenizer {
         }
         if (last < end) next.emplace_back(last, end);
       }
-      if (U_FAILURE(status)) throw FormatError(std::string("pre-tokenizer: ") + u_errorName(status));
+      if (U_FAILURE(status))
+        throw FormatError(std::string("pre-tokenizer: ") + u_errorName(status));
       pieces = std::move(next);
     }
     return pieces;

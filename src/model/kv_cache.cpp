@@ -7,8 +7,8 @@
 
 namespace ecomla {
 
-KvCache::KvCache(const ModelConfig& config, int64_t batch, int64_t capacity,
-                 at::ScalarType dtype, at::Device device)
+KvCache::KvCache(const ModelConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype,
+                 at::Device device)
     : batch_(batch), capacity_(capacity) {
   if (batch <= 0 || capacity <= 0) {
     throw std::invalid_argument("KvCache: batch and capacity must be positive");

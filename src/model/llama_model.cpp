@@ -32,8 +32,8 @@ namespace {
 
 // inv_freq_i = theta^(-2i/Dh), then the configured scaling (HF rope_init_fn variants).
 torch::Tensor rope_inverse_frequencies(int64_t head_dim, const RopeConfig& rope) {
-  torch::Tensor exponents = torch::arange(0, head_dim, 2, torch::kLong).to(torch::kFloat) /
-                            static_cast<double>(head_dim);
+  torch::Tensor exponents =
+      torch::arange(0, head_dim, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(head_dim);
   torch::Tensor inv_freq = 1.0 / torch::pow(rope.theta, exponents);  // [Dh/2]
   if (!rope.freq_factors.empty()) {
     inv_freq = inv_freq / torch::tensor(rope.freq_factors);
@@ -71,7 +71,7 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, const RopeConfig& config)
 RopeTables RotaryEmbedding::tables(const torch::Tensor& positions, torch::ScalarType dtype) const {
   const torch::Tensor inv_freq = inv_freq_.to(positions.device());
   const torch::Tensor angles = torch::outer(positions.to(torch::kFloat), inv_freq);  // [T, Dh/2]
-  const torch::Tensor emb = torch::cat({angles, angles}, -1);                         // [T, Dh]
+  const torch::Tensor emb = torch::cat({angles, angles}, -1);                        // [T, Dh]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
@@ -91,9 +91,9 @@ Projection linear(int64_t in, int64_t out) { return Projection(in, out); }
 torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor& k,
                                      const torch::Tensor& v) {
   const int64_t b = q.size(0), h = q.size(1), h_kv = k.size(1), d = q.size(3);
-  const torch::Tensor grouped = q.view({b, h_kv, h / h_kv, d});                  // [B, Hkv, G, Dh]
+  const torch::Tensor grouped = q.view({b, h_kv, h / h_kv, d});  // [B, Hkv, G, Dh]
   const torch::Tensor scores = at::matmul(grouped, k.transpose(-1, -2)) / std::sqrt(double(d));
-  return at::matmul(scores.softmax(-1), v).view({b, h, 1, d});                   // [B, H, 1, Dh]
+  return at::matmul(scores.softmax(-1), v).view({b, h, 1, d});  // [B, H, 1, Dh]
 }
 
 // Causal attention of T new queries over S = past + T keys: query i sees keys j <= past + i.
@@ -151,10 +151,10 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer) {
   input_layernorm =
       register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
-  self_attn = register_module("self_attn", GqaAttention(config.attention.at(layer),
-                                                        config.hidden_size));
-  post_attention_layernorm = register_module(
-      "post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  self_attn =
+      register_module("self_attn", GqaAttention(config.attention.at(layer), config.hidden_size));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
   mlp = register_module("mlp", Mlp(config.hidden_size, config.intermediate_size));
 }
 
@@ -166,8 +166,8 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables
 
 LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& config)
     : rotary_(config.attention.at(0).head_dim, config.rope) {
-  embed_tokens = register_module("embed_tokens",
-                                 torch::nn::Embedding(config.vocab_size, config.hidden_size));
+  embed_tokens =
+      register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config.n_layer; ++i) layers->push_back(DecoderLayer(config, i));
   norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps));
@@ -193,8 +193,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(ModelConfig config) : config_(std::mo
   if (!config_.tie_word_embeddings) {
     lm_head = register_module(
         "lm_head",
-        torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size)
-                              .bias(false)));
+        torch::nn::Linear(
+            torch::nn::LinearOptions(config_.hidden_size, config_.vocab_size).bias(false)));
   }
 }
 

@@ -29,8 +29,7 @@ torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) {
   auto shape = x.sizes().vec();
   shape.back() = out;
   const torch::Tensor rows = x.reshape({-1, x.size(-1)}).contiguous();  // [M, in]
-  return at::_weight_int4pack_mm_for_cpu(rows, int4_weight_, group_size_, scale_zeros_)
-      .view(shape);
+  return at::_weight_int4pack_mm_for_cpu(rows, int4_weight_, group_size_, scale_zeros_).view(shape);
 }
 
 bool ProjectionImpl::pack_int4(int64_t group_size) {
@@ -38,20 +37,20 @@ bool ProjectionImpl::pack_int4(int64_t group_size) {
   if (!weight.is_cpu() || in % group_size != 0 || in % 2 != 0) return false;
   torch::NoGradGuard no_grad;
   const torch::Tensor groups = weight.to(at::kFloat).view({out, in / group_size, group_size});
-  const torch::Tensor lo = std::get<0>(groups.min(-1));      // [out, in/G]
+  const torch::Tensor lo = std::get<0>(groups.min(-1));  // [out, in/G]
   const torch::Tensor hi = std::get<0>(groups.max(-1));
-  const torch::Tensor scale = (hi - lo) / 15;                 // [out, in/G]
+  const torch::Tensor scale = (hi - lo) / 15;  // [out, in/G]
   const torch::Tensor safe = torch::where(scale > 0, scale, torch::ones_like(scale));
   const torch::Tensor q = ((groups - lo.unsqueeze(-1)) / safe.unsqueeze(-1))
                               .round()
                               .clamp(0, 15)
                               .to(at::kInt)
-                              .view({out, in});              // [out, in] in 0..15
+                              .view({out, in});  // [out, in] in 0..15
   int4_weight_ = at::_convert_weight_to_int4pack_for_cpu(q, /*innerKTiles=*/1);
   // The kernel computes w = (q - 8) * scale + zero, so zero = lo + 8 * scale.
   scale_zeros_ = torch::stack({scale.t(), (lo + 8 * scale).t()}, -1)
                      .to(at::kBFloat16)
-                     .contiguous();                           // [in/G, out, 2]
+                     .contiguous();  // [in/G, out, 2]
   group_size_ = group_size;
   packed_from_ = weight.data_ptr();
   packed_version_ = weight.is_inference() ? 0 : static_cast<int64_t>(weight._version());

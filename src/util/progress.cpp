@@ -2,13 +2,15 @@
 
 #include <unistd.h>
 
-#include <cstdio>
 #include <fmt/format.h>
+#include <cstdio>
 
 namespace ecomla {
 
 ProgressBar::ProgressBar(bool force)
-    : tty_(isatty(STDERR_FILENO) != 0), force_(force), start_(std::chrono::steady_clock::now()),
+    : tty_(isatty(STDERR_FILENO) != 0),
+      force_(force),
+      start_(std::chrono::steady_clock::now()),
       last_(start_) {}
 
 bool ProgressBar::operator()(const Progress& p) {

@@ -9,7 +9,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const ecomla::SafetensorsFile f = ecomla::SafetensorsFile::parse({data, size}, "fuzz");
     for (const auto& [name, info] : f.tensors()) {
-      if (info.dtype == "F32" || info.dtype == "F16" || info.dtype == "BF16" || info.dtype == "F64") {
+      if (info.dtype == "F32" || info.dtype == "F16" || info.dtype == "BF16" ||
+          info.dtype == "F64") {
         (void)f.to_f32(info);
       }
     }

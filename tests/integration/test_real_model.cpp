@@ -93,8 +93,8 @@ TEST(RealModel, CliGreedyChatAnswers) {
 TEST(RealModel, CliErrorsAreClear) {
   EXPECT_EQ(run_cli("inspect /nonexistent.gguf").first, 1);
   EXPECT_EQ(run_cli("perplexity").first, 106);  // CLI11 usage error: missing arguments
-  EXPECT_EQ(run_cli(std::string("perplexity ") + ECOMLA_TEST_MODEL + " --text " +
-                    ECOMLA_TEST_DATA + "/tokenizer_texts.txt --ctx 4096")
+  EXPECT_EQ(run_cli(std::string("perplexity ") + ECOMLA_TEST_MODEL + " --text " + ECOMLA_TEST_DATA +
+                    "/tokenizer_texts.txt --ctx 4096")
                 .first,
             1);  // text shorter than two chunks
 }

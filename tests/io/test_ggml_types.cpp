@@ -66,11 +66,11 @@ TEST(HalfPrecision, KnownBitPatterns) {
   EXPECT_TRUE(std::isinf(fp16_to_fp32(0x7C00)));
   EXPECT_TRUE(std::isnan(fp16_to_fp32(0x7E00)));
   EXPECT_EQ(fp32_to_fp16(1.0f), 0x3C00);
-  EXPECT_EQ(fp32_to_fp16(65520.0f), 0x7C00);                // rounds to infinity
+  EXPECT_EQ(fp32_to_fp16(65520.0f), 0x7C00);  // rounds to infinity
   EXPECT_EQ(fp32_to_fp16(std::ldexp(1.0f, -24)), 0x0001);
-  EXPECT_EQ(fp32_to_fp16(std::ldexp(1.5f, -24)), 0x0002);   // tie to even
+  EXPECT_EQ(fp32_to_fp16(std::ldexp(1.5f, -24)), 0x0002);  // tie to even
   EXPECT_EQ(fp32_to_fp16(std::ldexp(1.0f, -26)), 0x0000);
-  EXPECT_EQ(fp32_to_fp16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie to even (down)
+  EXPECT_EQ(fp32_to_fp16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie to even (down)
   EXPECT_EQ(fp32_to_fp16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie to even (up)
 }
 

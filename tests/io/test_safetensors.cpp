@@ -85,7 +85,8 @@ TEST(Safetensors, FlippedBitsNeverCrash) {
     try {
       const auto f = SafetensorsFile::parse(corrupt, "corrupt");
       for (const auto& [name, info] : f.tensors()) {
-        if (info.dtype == "F32" || info.dtype == "F16" || info.dtype == "BF16") (void)f.to_f32(info);
+        if (info.dtype == "F32" || info.dtype == "F16" || info.dtype == "BF16")
+          (void)f.to_f32(info);
       }
     } catch (const FormatError&) {
     }
@@ -105,8 +106,8 @@ TEST(Safetensors, BadHeaders) {
                "non-negative");
   expect_error(file_with_header(R"({"w":{"dtype":"F32","shape":[1]}})", 4), "data_offsets");
   expect_error(
-      file_with_header(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})",
-                       4),
+      file_with_header(
+          R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", 4),
       "larger than the file");
   std::vector<uint8_t> huge(16, 0xFF);
   expect_error(huge, "header length");

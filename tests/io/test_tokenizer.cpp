@@ -41,8 +41,8 @@ TEST_F(TinyTokenizer, WhitespaceRunsKeepTheLastSpaceWithTheWord) {
 }
 
 TEST_F(TinyTokenizer, RoundTripsArbitraryUtf8) {
-  for (const std::string text : {"hello world", "café ñ 日本語 🙂", "tabs\tand\nnewlines\r\n",
-                                 "  spaced  ", "x", ""}) {
+  for (const std::string text : {"hello world", "café ñ 日本語 🙂",
+                                 "tabs\tand\nnewlines\r\n", "  spaced  ", "x", ""}) {
     EXPECT_EQ(tok_.decode(tok_.encode(text)), text) << text;
   }
 }
@@ -114,11 +114,12 @@ TEST(TokenizerJson, ReadsTheHuggingFacePreTokenizerSequence) {
   const size_t at = json.find("\"pre_tokenizer\"");
   const size_t end = json.find("\"post_processor\"");
   ASSERT_NE(at, std::string::npos);
-  json = json.substr(0, at) +
-         R"("pre_tokenizer": {"type": "Sequence", "pretokenizers": [)"
-         R"({"type": "Digits", "individual_digits": true},)"
-         R"({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},)" +
-         json.substr(end);
+  json =
+      json.substr(0, at) +
+      R"("pre_tokenizer": {"type": "Sequence", "pretokenizers": [)"
+      R"({"type": "Digits", "individual_digits": true},)"
+      R"({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},)" +
+      json.substr(end);
   test::write_file(dir / "tokenizer.json", {json.begin(), json.end()});
   const Tokenizer loaded(read_hf_tokenizer(dir.path()));
   EXPECT_EQ(loaded.spec().pre_patterns, pre_tokenizer_patterns("smollm"));

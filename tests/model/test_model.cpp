@@ -55,7 +55,8 @@ TEST(Attention, MatchesNaiveReference) {
   const RotaryEmbedding rotary(config.attention[0].head_dim, config.rope);
   const RopeTables rope = rotary.tables(at::arange(7), at::kFloat);
   const at::Tensor got = layer.self_attn->forward(x, rope, nullptr, 0);
-  const at::Tensor want = naive_attention(*layer.self_attn, config.attention[0], config.rope.theta, x);
+  const at::Tensor want =
+      naive_attention(*layer.self_attn, config.attention[0], config.rope.theta, x);
   EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-5)) << (got - want).abs().max().item<float>();
 }
 
@@ -98,7 +99,8 @@ TEST(Model, ParameterNamesAreHuggingFaces) {
   for (const std::string expected :
        {"model.embed_tokens.weight", "model.norm.weight", "model.layers.1.self_attn.q_proj.weight",
         "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight",
-        "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight"}) {
+        "model.layers.0.input_layernorm.weight",
+        "model.layers.0.post_attention_layernorm.weight"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
   int64_t n = 0;

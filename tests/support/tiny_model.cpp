@@ -42,8 +42,8 @@ TokenizerSpec tiny_tokenizer_spec(int64_t vocab_size) {
   const std::string space = byte_level_text(' ');
   // Merges by rank: "h e", "he l", "hel l", "hell o", "Ġ w", "Ġw o", "r l", "Ġwo rl", "Ġworl d".
   const std::vector<std::pair<std::string, std::string>> merges = {
-      {"h", "e"}, {"he", "l"}, {"hel", "l"}, {"hell", "o"}, {space, "w"},
-      {space + "w", "o"}, {"r", "l"}, {space + "wo", "rl"}, {space + "worl", "d"}};
+      {"h", "e"},         {"he", "l"}, {"hel", "l"},         {"hell", "o"},        {space, "w"},
+      {space + "w", "o"}, {"r", "l"},  {space + "wo", "rl"}, {space + "worl", "d"}};
   for (const auto& [l, r] : merges) {
     spec.merges.emplace_back(l, r);
     spec.tokens.push_back(l + r);
@@ -86,7 +86,8 @@ std::vector<uint8_t> read_file(const std::filesystem::path& path) {
 
 void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 }  // namespace ecomla::test

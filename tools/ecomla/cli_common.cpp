@@ -1,7 +1,7 @@
 #include "cli_common.h"
 
-#include <chrono>
 #include <fmt/format.h>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <sstream>

@@ -54,7 +54,8 @@ void add_generate(CLI::App& app) {
     });
     std::fputc('\n', stdout);
     const auto n = static_cast<double>(r.tokens.size());
-    fmt::print(stderr, "prompt {} tokens in {:.2f} s ({:.0f} tok/s), generated {} tokens in "
+    fmt::print(stderr,
+               "prompt {} tokens in {:.2f} s ({:.0f} tok/s), generated {} tokens in "
                "{:.2f} s ({:.1f} tok/s), stop: {}\n",
                ids.size(), r.prefill_seconds, static_cast<double>(ids.size()) / r.prefill_seconds,
                r.tokens.size(), r.decode_seconds, n > 1 ? (n - 1) / r.decode_seconds : 0.0,

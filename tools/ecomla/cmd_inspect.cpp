@@ -51,9 +51,10 @@ void print_human(const nlohmann::json& j) {
                l["head_dim"].get<int>(), l["kv_values_per_token"].get<int>());
   }
   const auto kv = j["kv_values_per_token"].get<int64_t>();
-  fmt::print("KV cache       {} values per token = {} bytes at 16 bit, {} bytes at fp32 "
-             "({:.1f} MiB per 4096-token sequence at 16 bit)\n",
-             kv, kv * 2, kv * 4, static_cast<double>(kv * 2 * 4096) / (1 << 20));
+  fmt::print(
+      "KV cache       {} values per token = {} bytes at 16 bit, {} bytes at fp32 "
+      "({:.1f} MiB per 4096-token sequence at 16 bit)\n",
+      kv, kv * 2, kv * 4, static_cast<double>(kv * 2 * 4096) / (1 << 20));
 }
 
 }  // namespace

@@ -8,7 +8,8 @@
 namespace ecomla::cli {
 
 void add_perplexity(CLI::App& app) {
-  auto* cmd = app.add_subcommand("perplexity", "Chunked perplexity as llama.cpp's llama-perplexity");
+  auto* cmd =
+      app.add_subcommand("perplexity", "Chunked perplexity as llama.cpp's llama-perplexity");
   static std::string model, text_file, output;
   static ComputeOptions compute;
   static int64_t ctx = 512, chunks = -1, batch = 4;
@@ -36,16 +37,22 @@ void add_perplexity(CLI::App& app) {
     const PerplexityResult r = perplexity(loaded.model, tokens, options);
     bar.finish();
     const double tps = static_cast<double>(r.tokens_evaluated) / r.seconds;
-    fmt::print(stderr, "ppl {:.4f} +/- {:.4f} over {} chunks of {} tokens ({} scored), "
+    fmt::print(stderr,
+               "ppl {:.4f} +/- {:.4f} over {} chunks of {} tokens ({} scored), "
                "{:.0f} tokens/s\n",
                r.ppl, r.ppl * r.nll_stderr, r.chunks, ctx, r.tokens_scored, tps);
-    const nlohmann::json j = {{"model", model},        {"text", text_file},
-                              {"ctx", ctx},            {"chunks", r.chunks},
-                              {"dtype", compute.dtype},        {"ppl", r.ppl},
+    const nlohmann::json j = {{"model", model},
+                              {"text", text_file},
+                              {"ctx", ctx},
+                              {"chunks", r.chunks},
+                              {"dtype", compute.dtype},
+                              {"ppl", r.ppl},
                               {"ppl_stderr", r.ppl * r.nll_stderr},
-                              {"nll", r.nll},          {"tokens_scored", r.tokens_scored},
+                              {"nll", r.nll},
+                              {"tokens_scored", r.tokens_scored},
                               {"tokens_evaluated", r.tokens_evaluated},
-                              {"seconds", r.seconds},  {"tokens_per_s", tps},
+                              {"seconds", r.seconds},
+                              {"tokens_per_s", tps},
                               {"add_bos", options.bos_id.has_value()},
                               {"running_ppl", r.running_ppl}};
     if (json) emit_json(j);
