@@ -20,7 +20,7 @@ build_dir="${ECOMLA_BUILD_DIR:-build}"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 # --- Debian packages ---------------------------------------------------------------------
-apt_packages=(build-essential cmake ninja-build unzip python3-pip
+apt_packages=(build-essential cmake ninja-build pkg-config unzip python3-pip
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
   libcpp-httplib-dev libicu-dev libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
