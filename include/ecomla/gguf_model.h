@@ -5,7 +5,6 @@
 
 #include "ecomla/config.h"
 #include "ecomla/gguf.h"
-#include "ecomla/tokenizer.h"
 #include "ecomla/weights.h"
 
 namespace ecomla {
@@ -18,13 +17,6 @@ ModelConfig config_from_gguf(const GgufFile& file);
 // rows converted from llama.cpp's permuted RoPE layout back to Hugging Face's.
 std::unique_ptr<WeightSource> gguf_weight_source(std::shared_ptr<const GgufFile> file,
                                                  const ModelConfig& config);
-
-// Writes a Llama model as GGUF v3 (llama.cpp's layout: permuted Q/K rows, tokenizer.ggml.*
-// metadata) with F32, F16 or BF16 tensors (1-D tensors are always F32, as llama.cpp's converter
-// keeps norms). Throws std::invalid_argument for other types.
-void write_llama_gguf(const std::filesystem::path& path, const torch::nn::Module& model,
-                      const ModelConfig& config, const TokenizerSpec& tokenizer,
-                      GgmlType type = GgmlType::F32);
 
 // The GGUF name of a Hugging Face tensor name (and back); nullopt for names outside the scheme.
 std::optional<std::string> gguf_tensor_name(const std::string& hf_name);

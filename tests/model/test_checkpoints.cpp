@@ -7,6 +7,7 @@
 
 #include "ecomla/error.h"
 #include "ecomla/gguf.h"
+#include "ecomla/gguf_export.h"
 #include "ecomla/gguf_model.h"
 #include "ecomla/hf_checkpoint.h"
 #include "ecomla/model_loader.h"
