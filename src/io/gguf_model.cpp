@@ -2,7 +2,6 @@
 
 #include <ATen/ops/from_blob.h>
 
-#include <torch/nn/module.h>
 #include <array>
 #include <regex>
 
