@@ -43,7 +43,13 @@ struct ModelConfig {
   RopeConfig rope;
   std::vector<GqaSpec> attention;  // one per layer
 
-  // Values cached per token summed over all layers (K and V), and bytes at a given width.
+  // Sanity bounds on sizes read from files, checked before anything is allocated.
+  static constexpr int64_t kMaxLayers = 1024;
+  static constexpr int64_t kMaxDim = 1 << 20;  // hidden, MLP, head sizes
+  static constexpr int64_t kMaxVocab = 1 << 22;
+  static constexpr int64_t kMaxPositions = 1 << 24;
+
+  // Values cached per token, summed over all layers (K and V).
   int64_t kv_values_per_token() const;
   int64_t parameter_count() const;
   // Throws std::invalid_argument naming the first inconsistent field.

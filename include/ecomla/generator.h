@@ -26,6 +26,7 @@ struct GenerateResult {
 
 class Generator {
 public:
+  // Keeps a reference to `tokenizer`, which must outlive the generator.
   Generator(LlamaForCausalLM model, const Tokenizer& tokenizer);
   // on_text receives text as it becomes complete UTF-8; returning false stops generation.
   GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,

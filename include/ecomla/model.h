@@ -14,6 +14,10 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "ecomla/config.h"
 #include "ecomla/projection.h"
 
@@ -101,6 +105,9 @@ private:
   RotaryEmbedding rotary_;
 };
 TORCH_MODULE(LlamaBackbone);
+
+// Name -> shape of every parameter LlamaForCausalLM(config) has, without building it.
+std::map<std::string, std::vector<int64_t>> llama_parameter_shapes(const ModelConfig& config);
 
 class LlamaForCausalLMImpl : public torch::nn::Module {
 public:

@@ -15,9 +15,9 @@ struct LoadedModel {
   std::string format;  // "gguf" or "safetensors"
   LlamaForCausalLM model{nullptr};
   Tokenizer tokenizer;
-  // True when every layer matrix was stored on a 4-bit grid with groups of 32 (GGUF Q4_0,
-  // Q4_1, Q4_K): then LlamaForCausalLM::pack_int4() keeps the stored weights (up to bf16
-  // rounding of the scales) instead of approximating them.
+  // True when every layer matrix was stored as GGUF Q4_1: then LlamaForCausalLM::pack_int4()
+  // keeps the stored weights (up to bf16 rounding of the scales) instead of approximating
+  // them.
   bool stored_as_4bit = false;
 };
 

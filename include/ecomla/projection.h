@@ -4,9 +4,9 @@
 // Decoding multiplies one token's activations by every weight, so it is bound by the bytes of
 // weights read: the 4-bit copy (groups of 32 along the input dimension, a scale and a zero per
 // group, libtorch's int4pack CPU kernel) reads about a quarter of bf16's bytes. For GGUF models
-// stored as Q4_0/Q4_1 the grid is the file's own, so the copy is (up to bf16 rounding of the
-// scales) the same weights. It serves only small inference batches; training, prefill and
-// anything with gradients use the dense weight.
+// stored as Q4_1 the min/max grid is the file's own, so the copy is (up to bf16 rounding of the
+// scales) the same weights; other weights are quantised (lossy). It serves only small inference
+// batches; training, prefill and anything with gradients use the dense weight.
 #pragma once
 
 #include <torch/nn/module.h>

@@ -1,5 +1,5 @@
 // Token sampling: greedy, temperature, top-k and top-p (nucleus), in that order, with a
-// seeded generator so that the same seed gives the same tokens on every machine.
+// seeded generator: the same seed gives the same tokens with the same build.
 #pragma once
 
 #include <ATen/core/Tensor.h>

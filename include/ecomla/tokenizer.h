@@ -35,15 +35,26 @@ struct TokenizerSpec {
   // (llama.cpp's regex_exprs). pre_type names the preset they came from, for display.
   std::string pre_type;
   std::vector<std::string> pre_patterns;
+  // A pre-token that is itself in the vocabulary is not split by merges (Llama 3 presets;
+  // tokenizer.json's model.ignore_merges).
+  bool ignore_merges = false;
   std::optional<int32_t> bos_id, eos_id, unk_id, pad_id;
   bool add_bos = false;
   bool add_eos = false;
   std::string chat_template;  // Jinja source as the model ships it
 };
 
-// The regex sequence of a llama.cpp pre-tokenizer name (tokenizer.ggml.pre); throws
-// FormatError for names not supported here.
+// A llama.cpp pre-tokenizer (tokenizer.ggml.pre): its canonical name, regex sequence and
+// merge rule. Throws FormatError for names not supported here.
+struct PreTokenizerPreset {
+  std::string name;
+  std::vector<std::string> patterns;
+  bool ignore_merges;
+};
+PreTokenizerPreset pre_tokenizer_preset(const std::string& pre_type);
 std::vector<std::string> pre_tokenizer_patterns(const std::string& pre_type);
+// The canonical llama.cpp name of a regex sequence, if it is one of the presets.
+std::optional<std::string> pre_tokenizer_name(const std::vector<std::string>& patterns);
 
 // GPT-2's printable stand-in for a byte (bytes_to_unicode), as UTF-8: the text of the
 // byte-level vocabulary entry for that byte.

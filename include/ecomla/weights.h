@@ -43,6 +43,14 @@ private:
   std::string origin_;
 };
 
+using TensorShapes = std::map<std::string, std::vector<int64_t>>;
+
+// Checks that `source` holds exactly the tensors `expected` names, with those shapes; throws
+// FormatError naming the source and the first tensor that is missing, misshapen or unexpected
+// (a sign of a wrong config). Done before a model is built, so a corrupt config cannot make
+// the loader allocate a model the file does not hold.
+void verify_weights(const WeightSource& source, const TensorShapes& expected);
+
 // Copies every parameter of `model` from `source` (converted to the parameter's dtype).
 // Throws FormatError naming the source and tensor when one is missing or has the wrong shape,
 // and when the source holds tensors the model does not expect (a sign of a wrong config).

@@ -14,6 +14,9 @@ PerplexityResult perplexity(LlamaForCausalLM& model, const std::vector<int32_t>&
                             const PerplexityOptions& options) {
   const int64_t ctx = options.ctx;
   if (ctx < 2) throw std::invalid_argument("perplexity: ctx must be at least 2");
+  if (options.batch_chunks < 1)
+    throw std::invalid_argument("perplexity: batch_chunks must be >= 1");
+  if (options.max_chunks == 0) throw std::invalid_argument("perplexity: max_chunks must not be 0");
   const auto n_tokens = static_cast<int64_t>(tokens.size());
   if (n_tokens < 2 * ctx) {
     throw std::invalid_argument(fmt::format(

@@ -2,8 +2,6 @@
 // rows, llama.* hyperparameters and tokenizer.ggml.* metadata.
 #include <torch/nn/module.h>
 
-#include <regex>
-
 #include "ecomla/gguf_export.h"
 #include "ecomla/gguf_model.h"
 
@@ -14,6 +12,13 @@ GgufValue string_array(const std::vector<std::string>& values) {
   GgufArray a{GgufValueType::String, {}};
   for (const std::string& v : values) a.values.push_back({v});
   return {std::move(a)};
+}
+
+// llama.cpp knows pre-tokenizers only by preset name.
+std::string gguf_pre_name(const TokenizerSpec& tokenizer) {
+  if (auto name = pre_tokenizer_name(tokenizer.pre_patterns)) return *name;
+  throw std::invalid_argument(
+      "write_llama_gguf: the tokenizer's pre-tokenizer matches no llama.cpp preset");
 }
 
 }  // namespace
@@ -27,7 +32,7 @@ void write_llama_gguf(const std::filesystem::path& path, const torch::nn::Module
       throw std::invalid_argument("write_llama_gguf: all layers must share one attention shape");
     }
   }
-  if (config.rope.scaling != RopeScaling::None) {
+  if (config.rope.scaling != RopeScaling::None || !config.rope.freq_factors.empty()) {
     throw std::invalid_argument("write_llama_gguf: RoPE scaling is not written yet");
   }
   const std::string p = "llama.";
@@ -47,8 +52,7 @@ void write_llama_gguf(const std::filesystem::path& path, const torch::nn::Module
       {p + "rope.freq_base", {static_cast<float>(config.rope.theta)}},
       {p + "attention.layer_norm_rms_epsilon", {static_cast<float>(config.rms_norm_eps)}},
       {"tokenizer.ggml.model", {std::string("gpt2")}},
-      {"tokenizer.ggml.pre",
-       {tokenizer.pre_type.empty() ? std::string("gpt2") : tokenizer.pre_type}},
+      {"tokenizer.ggml.pre", {gguf_pre_name(tokenizer)}},
       {"tokenizer.ggml.tokens", string_array(tokenizer.tokens)},
       {"tokenizer.ggml.add_bos_token", {tokenizer.add_bos}},
       {"tokenizer.ggml.add_eos_token", {tokenizer.add_eos}},
@@ -75,11 +79,8 @@ void write_llama_gguf(const std::filesystem::path& path, const torch::nn::Module
     const auto gguf_name = gguf_tensor_name(name);
     if (!gguf_name) throw std::invalid_argument("write_llama_gguf: no GGUF name for " + name);
     at::Tensor t = param.detach().to(at::kCPU, at::kFloat).contiguous();
-    static const std::regex qk(R"(model\.layers\.(\d+)\.self_attn\.(q|k)_proj\.weight)");
-    std::smatch m;
-    if (std::regex_match(name, m, qk)) {
-      const GqaSpec& spec = config.attention.at(std::stoll(m[1].str()));
-      t = permute_for_gguf(t, m[2] == "q" ? spec.n_head : spec.n_head_kv).contiguous();
+    if (const int64_t heads = gguf_permuted_heads(name, config)) {
+      t = permute_for_gguf(t, heads).contiguous();
     }
     std::vector<int64_t> ne(t.sizes().rbegin(), t.sizes().rend());
     const float* data = t.data_ptr<float>();

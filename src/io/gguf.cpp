@@ -18,6 +18,7 @@ constexpr uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as little-endian uin
 constexpr uint32_t kMaxDims = 4;             // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 8;            // nested arrays deeper than this are rejected
 constexpr uint64_t kMaxStringBytes = 1ull << 30;
+constexpr size_t kMaxTensorName = 64;  // GGML_MAX_NAME, as llama.cpp's reader enforces
 
 std::string read_string(io::ByteReader& in, const char* what) {
   const auto n = in.read<uint64_t>(what);
@@ -208,6 +209,10 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, std::string origin) {
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo info;
     info.name = read_string(in, "tensor name");
+    if (info.name.size() >= kMaxTensorName) {
+      in.fail("tensor name of " + std::to_string(info.name.size()) + " bytes (the limit is " +
+              std::to_string(kMaxTensorName - 1) + ")");
+    }
     const auto n_dims = in.read<uint32_t>("tensor dimension count");
     if (n_dims == 0 || n_dims > kMaxDims) {
       in.fail("tensor '" + info.name + "': " + std::to_string(n_dims) + " dimensions (1 to 4)");

@@ -3,7 +3,7 @@
 #include <ATen/ops/from_blob.h>
 
 #include <array>
-#include <regex>
+#include <charconv>
 
 #include "ecomla/error.h"
 
@@ -95,13 +95,8 @@ public:
   }
 
 private:
-  // Q and K rows were permuted by the GGUF converter; the head count it used, or 0.
   int64_t rope_heads(const std::string& hf_name) const {
-    static const std::regex qk(R"(model\.layers\.(\d+)\.self_attn\.(q|k)_proj\.weight)");
-    std::smatch m;
-    if (!std::regex_match(hf_name, m, qk)) return 0;
-    const GqaSpec& spec = config_.attention.at(std::stoll(m[1].str()));
-    return m[2] == "q" ? spec.n_head : spec.n_head_kv;
+    return gguf_permuted_heads(hf_name, config_);
   }
 
   std::shared_ptr<const GgufFile> file_;
@@ -111,15 +106,26 @@ private:
 
 }  // namespace
 
+std::optional<LayerTensorName> split_layer_name(std::string_view name, std::string_view prefix) {
+  // Parsed by hand: names come from untrusted files, and std::regex recurses per character.
+  if (!name.starts_with(prefix)) return std::nullopt;
+  name.remove_prefix(prefix.size());
+  int64_t layer = -1;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
+  if (ec != std::errc() || end == name.data() || layer < 0 || end == name.data() + name.size() ||
+      *end != '.') {
+    return std::nullopt;
+  }
+  return LayerTensorName{layer, std::string(end + 1, name.data() + name.size())};
+}
+
 std::optional<std::string> hf_tensor_name(const std::string& gguf_name) {
   for (const auto& [gguf, hf] : kGlobalTensors) {
     if (gguf_name == gguf) return hf;
   }
-  static const std::regex layer(R"(blk\.(\d+)\.(.+))");
-  std::smatch m;
-  if (std::regex_match(gguf_name, m, layer)) {
+  if (const auto parts = split_layer_name(gguf_name, "blk.")) {
     for (const auto& [gguf, hf] : kLayerTensors) {
-      if (m[2] == gguf) return "model.layers." + m[1].str() + "." + hf;
+      if (parts->suffix == gguf) return "model.layers." + std::to_string(parts->layer) + "." + hf;
     }
   }
   return std::nullopt;
@@ -129,14 +135,21 @@ std::optional<std::string> gguf_tensor_name(const std::string& hf_name) {
   for (const auto& [gguf, hf] : kGlobalTensors) {
     if (hf_name == hf) return gguf;
   }
-  static const std::regex layer(R"(model\.layers\.(\d+)\.(.+))");
-  std::smatch m;
-  if (std::regex_match(hf_name, m, layer)) {
+  if (const auto parts = split_layer_name(hf_name, "model.layers.")) {
     for (const auto& [gguf, hf] : kLayerTensors) {
-      if (m[2] == hf) return "blk." + m[1].str() + "." + gguf;
+      if (parts->suffix == hf) return "blk." + std::to_string(parts->layer) + "." + gguf;
     }
   }
   return std::nullopt;
+}
+
+int64_t gguf_permuted_heads(const std::string& hf_name, const ModelConfig& config) {
+  const auto parts = split_layer_name(hf_name, "model.layers.");
+  if (!parts || parts->layer >= static_cast<int64_t>(config.attention.size())) return 0;
+  const GqaSpec& spec = config.attention[parts->layer];
+  if (parts->suffix == "self_attn.q_proj.weight") return spec.n_head;
+  if (parts->suffix == "self_attn.k_proj.weight") return spec.n_head_kv;
+  return 0;
 }
 
 // HF -> GGUF: rows of each head go from [2, Dh/2] (halves) to [Dh/2, 2] (adjacent pairs).
@@ -173,6 +186,12 @@ ModelConfig config_from_gguf(const GgufFile& f) {
   c.vocab_size = get_int_or(f, p + "vocab_size", embd->ne[1]);
   c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
 
+  // Every layer has tensors: a block count beyond the tensor count is corrupt, not a big model.
+  if (c.n_layer <= 0 || c.n_layer > static_cast<int64_t>(f.tensors().size())) {
+    throw FormatError(f.origin() + ": " + p + "block_count " + std::to_string(c.n_layer) +
+                      " does not match the file's " + std::to_string(f.tensors().size()) +
+                      " tensors");
+  }
   for (int64_t layer = 0; layer < c.n_layer; ++layer) {
     GqaSpec a;
     a.n_head = layer_value(f, p + "attention.head_count", layer, 0);
@@ -181,9 +200,9 @@ ModelConfig config_from_gguf(const GgufFile& f) {
     a.head_dim = get_int_or(f, p + "attention.key_length", c.hidden_size / a.n_head);
     const int64_t rope_dim = get_int_or(f, p + "rope.dimension_count", a.head_dim);
     if (rope_dim != a.head_dim) {
-      throw FormatError(f.origin() + ": partial rotary embeddings (rope.dimension_count " +
-                        std::to_string(rope_dim) + " < head dim " + std::to_string(a.head_dim) +
-                        ") are not supported");
+      throw FormatError(f.origin() + ": rope.dimension_count " + std::to_string(rope_dim) +
+                        " differs from the head dim " + std::to_string(a.head_dim) +
+                        " (partial rotary embeddings are not supported)");
     }
     c.attention.push_back(a);
   }

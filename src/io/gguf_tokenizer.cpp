@@ -1,6 +1,8 @@
 // The tokenizer a GGUF declares (tokenizer.ggml.* keys, llama.cpp's LLM_KV_TOKENIZER_*).
 #include "ecomla/gguf_tokenizer.h"
 
+#include <climits>
+
 #include "ecomla/error.h"
 
 namespace ecomla {
@@ -9,7 +11,11 @@ namespace {
 std::optional<int32_t> optional_id(const GgufFile& f, const std::string& key) {
   const GgufValue* v = f.find(key);
   if (!v) return std::nullopt;
-  return static_cast<int32_t>(v->as_int(key));
+  const int64_t id = v->as_int(key);
+  if (id < 0 || id > INT32_MAX) {
+    throw FormatError(f.origin() + ": " + key + " " + std::to_string(id) + " is not a token id");
+  }
+  return static_cast<int32_t>(id);
 }
 
 bool bool_or(const GgufFile& f, const std::string& key, bool fallback) {
@@ -32,7 +38,11 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& f) {
   }
   if (const GgufValue* types = f.find("tokenizer.ggml.token_type")) {
     for (const GgufValue& v : types->as_array("tokenizer.ggml.token_type").values) {
-      spec.types.push_back(static_cast<TokenType>(v.as_int("tokenizer.ggml.token_type")));
+      const int64_t type = v.as_int("tokenizer.ggml.token_type");
+      if (type < 0 || type > static_cast<int64_t>(TokenType::Byte)) {
+        throw FormatError(f.origin() + ": unknown token type " + std::to_string(type));
+      }
+      spec.types.push_back(static_cast<TokenType>(type));
     }
   }
   for (const GgufValue& v :
@@ -49,7 +59,9 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& f) {
     spec.pre_type = pre->as_string("tokenizer.ggml.pre");
   }
   try {
-    spec.pre_patterns = pre_tokenizer_patterns(spec.pre_type);
+    const PreTokenizerPreset preset = pre_tokenizer_preset(spec.pre_type);
+    spec.pre_patterns = preset.patterns;
+    spec.ignore_merges = preset.ignore_merges;
   } catch (const FormatError& e) {
     throw FormatError(f.origin() + ": " + e.what());
   }

@@ -30,8 +30,12 @@ public:
         throw FormatError(index.string() + ": no weight_map object");
       }
       for (const auto& [name, file] : j["weight_map"].items()) {
-        if (!file.is_string()) throw FormatError(index.string() + ": bad entry for '" + name + "'");
-        const fs::path shard = folder / file.get<std::string>();
+        const fs::path relative = file.is_string() ? fs::path(file.get<std::string>()) : fs::path();
+        if (relative.empty() || relative.is_absolute() || relative.filename() != relative) {
+          throw FormatError(index.string() + ": entry for '" + name +
+                            "' must name a file in the same folder");
+        }
+        const fs::path shard = folder / relative;
         if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
       }
     } else {
@@ -135,7 +139,11 @@ ModelConfig read_hf_config(const fs::path& path) {
   a.n_head_kv = get_or<int64_t>(j, "num_key_value_heads", a.n_head, path);
   if (a.n_head <= 0) throw FormatError(path.string() + ": num_attention_heads must be positive");
   a.head_dim = get_or<int64_t>(j, "head_dim", c.hidden_size / a.n_head, path);
-  c.attention.assign(static_cast<size_t>(std::max<int64_t>(c.n_layer, 0)), a);
+  if (c.n_layer <= 0 || c.n_layer > ModelConfig::kMaxLayers) {
+    throw FormatError(path.string() + ": num_hidden_layers " + std::to_string(c.n_layer) +
+                      " outside [1, " + std::to_string(ModelConfig::kMaxLayers) + "]");
+  }
+  c.attention.assign(static_cast<size_t>(c.n_layer), a);
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {

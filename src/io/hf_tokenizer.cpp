@@ -95,7 +95,8 @@ TokenizerSpec parse_hf_tokenizer(const json& j, const json& tc, const std::strin
         get_or<bool>(added, "special", false, path) ? TokenType::Control : TokenType::UserDefined;
   }
   collect_pre_patterns(get_or<json>(j, "pre_tokenizer", json(), path), path, spec.pre_patterns);
-  spec.pre_type = "tokenizer.json";
+  spec.pre_type = pre_tokenizer_name(spec.pre_patterns).value_or("tokenizer.json");
+  spec.ignore_merges = get_or<bool>(model, "ignore_merges", false, path);
 
   if (!tc.is_null()) {
     const std::string config_path = path + " (tokenizer_config.json)";

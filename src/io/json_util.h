@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 
 #include "ecomla/error.h"
 
@@ -39,8 +40,15 @@ T get(const json& j, const std::string& key, const std::string& origin) {
   if (!j.is_object() || !j.contains(key)) {
     throw FormatError(origin + ": missing key '" + key + "'");
   }
+  const json& value = j.at(key);
+  // nlohmann converts floats to integers silently (and out-of-range ones undefinedly).
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (!value.is_number_integer()) {
+      throw FormatError(origin + ": key '" + key + "' must be an integer");
+    }
+  }
   try {
-    return j.at(key).get<T>();
+    return value.get<T>();
   } catch (const json::exception&) {
     throw FormatError(origin + ": key '" + key + "' has the wrong type");
   }

@@ -8,7 +8,6 @@
 #include <array>
 #include <climits>
 #include <mutex>
-#include <regex>
 
 #include "ecomla/error.h"
 #include "ecomla/tokenizer.h"
@@ -74,22 +73,77 @@ const std::string kGpt2Pattern =
 const std::string kLlama3Pattern =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// A ChatML template may insert a default system message when the conversation has none
+// (SmolLM2: `if loop.first and messages[0]['role'] != 'system'` followed by the literal
+// message). Its text is taken from the template rather than hard-coded. Plain string search:
+// templates come from model files, and std::regex recurses per character.
+std::optional<std::string> default_system_prompt(const std::string& tpl) {
+  const size_t condition = tpl.find("messages[0]['role'] != 'system'");
+  if (condition == std::string::npos) return std::nullopt;
+  const std::string open = "<|im_start|>system";
+  size_t begin = tpl.find(open, condition);
+  if (begin == std::string::npos) return std::nullopt;
+  begin += open.size();
+  if (tpl.compare(begin, 2, "\\n") == 0) {
+    begin += 2;  // the newline written as an escape inside a Jinja string literal
+  } else if (tpl.compare(begin, 1, "\n") == 0) {
+    begin += 1;
+  } else {
+    return std::nullopt;
+  }
+  const size_t end = tpl.find("<|im_end|>", begin);
+  if (end == std::string::npos) return std::nullopt;
+  return tpl.substr(begin, end - begin);
+}
+
 }  // namespace
 
 std::string byte_level_text(uint8_t byte) { return byte_level().byte_to_text[byte]; }
 
+namespace {
+
+// Presets of llama.cpp's llama_vocab::impl::load (tokenizer.ggml.pre -> LLAMA_VOCAB_PRE_TYPE_*
+// -> regex_exprs); the first name of each is the one written to GGUF files.
+struct PrePreset {
+  std::vector<std::string> names;
+  std::vector<std::string> patterns;
+  bool ignore_merges;
+};
+
+const std::vector<PrePreset>& pre_presets() {
+  static const std::vector<PrePreset> presets = {
+      {{"default", ""},
+       {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2Pattern, R"(\p{N}+)", "[0-9][0-9][0-9]"},
+       false},
+      {{"gpt-2", "phi-2", "gpt2"}, {kGpt2Pattern}, false},
+      {{"smollm", "starcoder", "refact", "codeshell"}, {R"(\p{N})", kGpt2Pattern}, false},
+      {{"llama-bpe", "llama3", "llama-v3"}, {kLlama3Pattern}, true},
+  };
+  return presets;
+}
+
+}  // namespace
+
+PreTokenizerPreset pre_tokenizer_preset(const std::string& pre_type) {
+  std::string known;
+  for (const PrePreset& preset : pre_presets()) {
+    for (const std::string& name : preset.names) {
+      if (name == pre_type) return {preset.names.front(), preset.patterns, preset.ignore_merges};
+      if (!name.empty()) known += (known.empty() ? "" : ", ") + name;
+    }
+  }
+  throw FormatError("pre-tokenizer '" + pre_type + "' is not supported (" + known + ")");
+}
+
 std::vector<std::string> pre_tokenizer_patterns(const std::string& pre_type) {
-  // The presets of llama.cpp's llama_vocab::impl::load (LLAMA_VOCAB_PRE_TYPE_*).
-  if (pre_type == "gpt2" || pre_type == "default" || pre_type.empty()) return {kGpt2Pattern};
-  if (pre_type == "smollm" || pre_type == "starcoder" || pre_type == "refact" ||
-      pre_type == "codeshell") {
-    return {R"(\p{N})", kGpt2Pattern};  // digits one by one, then GPT-2
+  return pre_tokenizer_preset(pre_type).patterns;
+}
+
+std::optional<std::string> pre_tokenizer_name(const std::vector<std::string>& patterns) {
+  for (const PrePreset& preset : pre_presets()) {
+    if (preset.patterns == patterns) return preset.names.front();
   }
-  if (pre_type == "llama3" || pre_type == "llama-v3" || pre_type == "llama-bpe") {
-    return {kLlama3Pattern};
-  }
-  throw FormatError("pre-tokenizer '" + pre_type +
-                    "' is not supported (gpt2, smollm, starcoder, refact, codeshell, llama-bpe)");
+  return std::nullopt;
 }
 
 // Compiled regexes; each splits every current piece into matches and the gaps between them.
@@ -164,7 +218,11 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : spec_(std::move(spec)) {
     const auto& [left, right] = spec_.merges[rank];
     merge_rank_.emplace(left + " " + right, static_cast<int32_t>(rank));
   }
-  if (spec_.pre_patterns.empty()) spec_.pre_patterns = pre_tokenizer_patterns(spec_.pre_type);
+  if (spec_.pre_patterns.empty()) {
+    const PreTokenizerPreset preset = pre_tokenizer_preset(spec_.pre_type);
+    spec_.pre_patterns = preset.patterns;
+    spec_.ignore_merges = spec_.ignore_merges || preset.ignore_merges;
+  }
   pre_ = std::make_unique<PreTokenizer>(spec_.pre_patterns);
 }
 
@@ -227,6 +285,12 @@ void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) co
 
 // Merges the adjacent pair of lowest rank until none is left (llm_tokenizer_bpe_session).
 void Tokenizer::encode_piece(const std::string& piece, std::vector<int32_t>& out) const {
+  if (spec_.ignore_merges) {  // Llama 3: a piece that is a token stays whole
+    if (auto it = token_to_id_.find(piece); it != token_to_id_.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
   std::vector<std::string> symbols = utf8_symbols(piece);
   while (symbols.size() > 1) {
     int32_t best_rank = INT32_MAX;
@@ -288,15 +352,10 @@ std::string Tokenizer::apply_chat_template(const std::vector<ChatMessage>& messa
     throw std::invalid_argument(
         "chat template: only ChatML templates (<|im_start|>role ... <|im_end|>) are supported");
   }
-  // A ChatML template may insert a default system message when the conversation has none
-  // (SmolLM2 does); take its text from the template instead of hard-coding it.
   std::string out;
-  static const std::regex default_system(
-      R"(messages\[0\]\[.role.\]\s*!=\s*.system.[^]*?<\|im_start\|>system(?:\\n|\n)([^]*?)<\|im_end\|>)");
-  std::smatch m;
-  if ((messages.empty() || messages.front().role != "system") &&
-      std::regex_search(tpl, m, default_system)) {
-    out += "<|im_start|>system\n" + m[1].str() + "<|im_end|>\n";
+  if (messages.empty() || messages.front().role != "system") {
+    if (auto system = default_system_prompt(tpl))
+      out += "<|im_start|>system\n" + *system + "<|im_end|>\n";
   }
   for (const ChatMessage& msg : messages) {
     out += "<|im_start|>" + msg.role + "\n" + msg.content + "<|im_end|>\n";

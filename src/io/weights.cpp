@@ -2,8 +2,6 @@
 
 #include <torch/nn/module.h>
 
-#include <set>
-
 #include "ecomla/error.h"
 
 namespace ecomla {
@@ -35,21 +33,14 @@ at::Tensor MemoryWeightSource::load(const std::string& name) const {
   return it->second.to(at::kFloat);
 }
 
-void load_weights(torch::nn::Module& model, const WeightSource& source) {
-  at::NoGradGuard no_grad;
-  std::set<std::string> expected;
-  for (auto& item : model.named_parameters()) {
-    const std::string& name = item.key();
-    expected.insert(name);
-    at::Tensor& param = item.value();
+void verify_weights(const WeightSource& source, const TensorShapes& expected) {
+  for (const auto& [name, want] : expected) {
     const auto shape = source.shape(name);
     if (!shape) throw FormatError(source.origin() + ": missing tensor '" + name + "'");
-    if (*shape != param.sizes().vec()) {
+    if (*shape != want) {
       throw FormatError(source.origin() + ": tensor '" + name + "' has shape " +
-                        shape_string(*shape) + ", the model config expects " +
-                        shape_string(param.sizes()));
+                        shape_string(*shape) + ", the model config expects " + shape_string(want));
     }
-    param.copy_(source.load(name));
   }
   for (const std::string& name : source.names()) {
     if (!expected.contains(name)) {
@@ -57,6 +48,16 @@ void load_weights(torch::nn::Module& model, const WeightSource& source) {
                         "' (does the config match the weights?)");
     }
   }
+}
+
+void load_weights(torch::nn::Module& model, const WeightSource& source) {
+  at::NoGradGuard no_grad;
+  TensorShapes expected;
+  for (const auto& item : model.named_parameters()) {
+    expected.emplace(item.key(), item.value().sizes().vec());
+  }
+  verify_weights(source, expected);
+  for (auto& item : model.named_parameters()) item.value().copy_(source.load(item.key()));
 }
 
 std::map<std::string, at::Tensor> state_dict(const torch::nn::Module& model) {

@@ -187,6 +187,27 @@ torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& tokens, KvCache* c
   return norm(h);
 }
 
+std::map<std::string, std::vector<int64_t>> llama_parameter_shapes(const ModelConfig& c) {
+  const int64_t d = c.hidden_size, f = c.intermediate_size;
+  std::map<std::string, std::vector<int64_t>> shapes = {
+      {"model.embed_tokens.weight", {c.vocab_size, d}}, {"model.norm.weight", {d}}};
+  if (!c.tie_word_embeddings) shapes["lm_head.weight"] = {c.vocab_size, d};
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const GqaSpec& a = c.attention.at(i);
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    shapes[p + "input_layernorm.weight"] = {d};
+    shapes[p + "post_attention_layernorm.weight"] = {d};
+    shapes[p + "self_attn.q_proj.weight"] = {a.n_head * a.head_dim, d};
+    shapes[p + "self_attn.k_proj.weight"] = {a.n_head_kv * a.head_dim, d};
+    shapes[p + "self_attn.v_proj.weight"] = {a.n_head_kv * a.head_dim, d};
+    shapes[p + "self_attn.o_proj.weight"] = {d, a.n_head * a.head_dim};
+    shapes[p + "mlp.gate_proj.weight"] = {f, d};
+    shapes[p + "mlp.up_proj.weight"] = {f, d};
+    shapes[p + "mlp.down_proj.weight"] = {d, f};
+  }
+  return shapes;
+}
+
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(ModelConfig config) : config_(std::move(config)) {
   config_.validate();
   model = register_module("model", LlamaBackbone(config_));

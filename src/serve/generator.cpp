@@ -46,6 +46,7 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
                                    const GenerateOptions& options,
                                    const std::function<bool(const std::string&)>& on_text) {
   if (prompt.empty()) throw std::invalid_argument("generate: empty prompt");
+  if (options.max_tokens <= 0) throw std::invalid_argument("generate: max_tokens must be positive");
   c10::InferenceMode guard;
   model_->eval();
   const at::ScalarType dtype = model_->model->embed_tokens->weight.scalar_type();
@@ -72,7 +73,9 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
       result.prefill_seconds = seconds_since(t0);
       t0 = Clock::now();
     }
-    const int32_t next = sampler.sample(logits[0][logits.size(1) - 1]);
+    // Checkpoints may pad the embedding past the tokenizer; those rows are never tokens.
+    const at::Tensor last = logits[0][logits.size(1) - 1].narrow(0, 0, tokenizer_.vocab_size());
+    const int32_t next = sampler.sample(last);
     if (options.stop_at_eos && is_stop_token(next)) {
       result.stop_reason = "eos";
       break;

@@ -66,7 +66,7 @@ TEST(RealModel, PerplexityMatchesLlamaCpp) {
   PerplexityOptions options;
   options.ctx = 512;
   options.max_chunks = 20;
-  const PerplexityResult r = perplexity(loaded.model, loaded.tokenizer.encode(text), options);
+  const PerplexityResult r = perplexity(loaded.model, loaded.tokenizer.encode(text, true), options);
   EXPECT_EQ(r.chunks, 20);
   EXPECT_EQ(r.tokens_scored, 20 * 255);
   EXPECT_NEAR(r.ppl, kLlamaCppPpl20Chunks, 0.005 * kLlamaCppPpl20Chunks);

@@ -212,3 +212,26 @@ TEST(GgufBadInput, MissingFileNamesThePath) {
 
 }  // namespace
 }  // namespace ecomla
+
+namespace ecomla {
+namespace {
+
+TEST(GgufBadInput, OverlongTensorNamesAreRejected) {
+  std::vector<uint8_t> rest;
+  auto put = [&](auto v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    rest.insert(rest.end(), p, p + sizeof(v));
+  };
+  const std::string name = "blk.0." + std::string(100000, 'a');
+  put(uint64_t{name.size()});
+  rest.insert(rest.end(), name.begin(), name.end());
+  put(uint32_t{1});
+  put(int64_t{4});
+  put(uint32_t{0});
+  put(uint64_t{0});
+  rest.resize(rest.size() + 64, 0);
+  expect_format_error(handmade(3, 1, 0, rest), "tensor name of 100006 bytes");
+}
+
+}  // namespace
+}  // namespace ecomla

@@ -28,9 +28,44 @@ TEST_F(TinyTokenizer, MergesByRank) {
 }
 
 TEST_F(TinyTokenizer, DigitsAreSplitOneByOne) {
-  // smollm pre-tokenizer: \p{N} first, so "12" is two pieces even though bytes would allow
-  // no merge anyway; check the split boundary by the space handling: " 12" -> " ", "1", "2".
+  // smollm pre-tokenizer: \p{N} first, so the "1 2" merge never sees both digits.
+  ASSERT_TRUE(tok_.token_id("12").has_value());
   EXPECT_EQ(tok_.encode(" 12"), (std::vector<int32_t>{' ', '1', '2'}));
+  // With the plain GPT-2 pre-tokenizer " 12" is one piece and the merge applies.
+  TokenizerSpec gpt2 = test::tiny_tokenizer_spec();
+  gpt2.pre_type = "gpt-2";
+  gpt2.pre_patterns.clear();
+  EXPECT_EQ(Tokenizer(gpt2).encode(" 12"), (std::vector<int32_t>{' ', id("12")}));
+}
+
+TEST(PreTokenizers, PresetsFollowLlamaCpp) {
+  EXPECT_EQ(pre_tokenizer_preset("gpt2").name, "gpt-2");  // llama.cpp's name for it
+  EXPECT_EQ(pre_tokenizer_preset("starcoder").name, "smollm");
+  EXPECT_EQ(pre_tokenizer_preset("").name, "default");
+  EXPECT_EQ(pre_tokenizer_preset("default").patterns.size(), 4u);
+  EXPECT_TRUE(pre_tokenizer_preset("llama3").ignore_merges);
+  EXPECT_EQ(pre_tokenizer_name(pre_tokenizer_patterns("refact")), "smollm");
+  EXPECT_FALSE(pre_tokenizer_name({"x+"}).has_value());
+}
+
+TEST(PreTokenizers, IgnoreMergesKeepsVocabularyPiecesWhole) {
+  // "hel" + "p" is not a merge, but with ignore_merges a vocabulary entry "help" stays whole.
+  TokenizerSpec spec = test::tiny_tokenizer_spec();
+  spec.tokens.back() = "help";
+  spec.types.back() = TokenType::Normal;
+  const int32_t help = static_cast<int32_t>(spec.tokens.size()) - 1;
+  EXPECT_NE(Tokenizer(spec).encode("help"), (std::vector<int32_t>{help}));
+  spec.ignore_merges = true;
+  EXPECT_EQ(Tokenizer(spec).encode("help"), (std::vector<int32_t>{help}));
+}
+
+TEST_F(TinyTokenizer, LongTemplatesAndPiecesStayLinearEnough) {
+  // Untrusted chat templates are searched, not regex-matched (std::regex recursion).
+  TokenizerSpec spec = test::tiny_tokenizer_spec();
+  spec.chat_template = "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" +
+                       std::string(200000, 'x') + "<|im_end|>";
+  const std::string out = Tokenizer(spec).apply_chat_template({{"user", "hi"}});
+  EXPECT_NE(out.find(std::string(200000, 'x')), std::string::npos);
 }
 
 TEST_F(TinyTokenizer, WhitespaceRunsKeepTheLastSpaceWithTheWord) {

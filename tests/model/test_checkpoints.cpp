@@ -131,3 +131,50 @@ TEST_F(Checkpoints, TruncatedGgufOfARealModelIsReported) {
 
 }  // namespace
 }  // namespace ecomla
+
+namespace ecomla {
+namespace {
+
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+TEST_F(Checkpoints, HostileConfigsAreFormatErrorsBeforeAnyAllocation) {
+  save_hf_checkpoint(dir_ / "hf", *model_, config_, tokenizer_);
+  const auto config = dir_ / "hf" / "config.json";
+  const std::string good = [&] {
+    std::ifstream in(config);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  auto with = [&](const std::string& key, const std::string& value) {
+    const size_t at = good.find("\"" + key + "\"");
+    const size_t end = good.find_first_of(",\n}", good.find(':', at));
+    write_text(config, good.substr(0, at) + "\"" + key + "\": " + value + good.substr(end));
+  };
+  with("num_hidden_layers", "1000000000000");
+  expect_load_error(dir_ / "hf", "num_hidden_layers");
+  with("hidden_size", "32.9");
+  expect_load_error(dir_ / "hf", "must be an integer");
+  with("vocab_size", "100000000");
+  expect_load_error(dir_ / "hf", "vocab_size");
+  with("max_position_embeddings", "0");
+  expect_load_error(dir_ / "hf", "max_position_embeddings");
+  with("intermediate_size", "4000");  // in bounds, but not what the weights hold
+  expect_load_error(dir_ / "hf", "the model config expects");
+}
+
+TEST_F(Checkpoints, TokenizerLargerThanTheEmbeddingIsRejected) {
+  TokenizerSpec big = test::tiny_tokenizer_spec(config_.vocab_size + 5);
+  write_llama_gguf(dir_ / "big.gguf", *model_, config_, big);
+  expect_load_error(dir_ / "big.gguf", "tokens but the model only");
+}
+
+TEST_F(Checkpoints, ShardIndexMustNameFilesInTheFolder) {
+  save_hf_checkpoint(dir_ / "hf", *model_, config_, tokenizer_);
+  write_text(dir_ / "hf" / "model.safetensors.index.json",
+             R"({"weight_map": {"model.norm.weight": "../../etc/passwd"}})");
+  expect_load_error(dir_ / "hf", "must name a file in the same folder");
+}
+
+}  // namespace
+}  // namespace ecomla

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 
 #include "ecomla/kv_cache.h"
 #include "ecomla/model.h"
@@ -104,8 +105,16 @@ TEST(Model, ParameterNamesAreHuggingFaces) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
   int64_t n = 0;
-  for (const auto& p : model->parameters()) n += p.numel();
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& p : model->named_parameters()) {
+    n += p.value().numel();
+    shapes[p.key()] = p.value().sizes().vec();
+  }
   EXPECT_EQ(n, test::tiny_config().parameter_count());
+  EXPECT_EQ(shapes, llama_parameter_shapes(test::tiny_config()));
+  ModelConfig untied = test::tiny_config();
+  untied.tie_word_embeddings = false;
+  EXPECT_TRUE(llama_parameter_shapes(untied).contains("lm_head.weight"));
 }
 
 TEST(Model, InvalidConfigsAreRejected) {

@@ -40,10 +40,11 @@ TokenizerSpec tiny_tokenizer_spec(int64_t vocab_size) {
   for (int b = 0; b < 256; ++b) spec.tokens.push_back(byte_level_text(static_cast<uint8_t>(b)));
   spec.types.assign(256, TokenType::Normal);
   const std::string space = byte_level_text(' ');
-  // Merges by rank: "h e", "he l", "hel l", "hell o", "Ġ w", "Ġw o", "r l", "Ġwo rl", "Ġworl d".
+  // Merges by rank: "h e", "he l", "hel l", "hell o", "Ġ w", "Ġw o", "r l", "Ġwo rl", "Ġworl d",
+  // and "1 2", which the smollm pre-tokenizer never lets apply (digits are split first).
   const std::vector<std::pair<std::string, std::string>> merges = {
-      {"h", "e"},         {"he", "l"}, {"hel", "l"},         {"hell", "o"},        {space, "w"},
-      {space + "w", "o"}, {"r", "l"},  {space + "wo", "rl"}, {space + "worl", "d"}};
+      {"h", "e"},         {"he", "l"}, {"hel", "l"},         {"hell", "o"},         {space, "w"},
+      {space + "w", "o"}, {"r", "l"},  {space + "wo", "rl"}, {space + "worl", "d"}, {"1", "2"}};
   for (const auto& [l, r] : merges) {
     spec.merges.emplace_back(l, r);
     spec.tokens.push_back(l + r);

@@ -25,7 +25,12 @@ void add_perplexity(CLI::App& app) {
   cmd->callback([] {
     LoadedModel loaded = load_for_compute(model, compute);
     const std::string text = read_text_file(text_file);
-    const std::vector<int32_t> tokens = loaded.tokenizer.encode(text);
+    // As llama-perplexity: tokenized once with the model's special tokens (a BOS at the start
+    // when the model adds one); EOS-adding models are refused there too.
+    if (loaded.tokenizer.spec().add_eos) {
+      throw std::invalid_argument("perplexity: models that add an EOS token are not supported");
+    }
+    const std::vector<int32_t> tokens = loaded.tokenizer.encode(text, /*add_special=*/true);
     fmt::print(stderr, "{}: {} tokens\n", text_file, tokens.size());
     ProgressBar bar;
     PerplexityOptions options;

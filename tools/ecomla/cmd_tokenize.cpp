@@ -1,6 +1,8 @@
 // ecomla tokenize MODEL (--text STR | --file F) [--json] [--special]: token ids and pieces.
 #include <fmt/format.h>
 
+#include <iostream>
+
 #include "cli_common.h"
 #include "ecomla/gguf.h"
 #include "ecomla/gguf_tokenizer.h"
@@ -37,11 +39,16 @@ void add_tokenize(CLI::App& app) {
     if (json) {
       nlohmann::json pieces = nlohmann::json::array();
       for (int32_t id : ids) pieces.push_back(tok.piece(id));
-      emit_json({{"n_tokens", ids.size()}, {"ids", ids}, {"pieces", pieces}});
+      // A piece can be part of a UTF-8 sequence; JSON shows those bytes as U+FFFD.
+      std::cout << nlohmann::json{{"n_tokens", ids.size()}, {"ids", ids}, {"pieces", pieces}}.dump(
+                       2, ' ', false, nlohmann::json::error_handler_t::replace)
+                << std::endl;
       return;
     }
     for (int32_t id : ids) {
-      fmt::print("{:6d}  {}\n", id, nlohmann::json(tok.piece(id)).dump());
+      fmt::print("{:6d}  {}\n", id,
+                 nlohmann::json(tok.piece(id))
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     fmt::print(stderr, "{} tokens\n", ids.size());
   });

@@ -6,7 +6,6 @@
 #include <thread>
 
 #include "cli_common.h"
-#include "ecomla/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ecomla: convert trained attention into Multi-head Latent Attention (MLA)"};
@@ -25,9 +24,6 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  } catch (const ecomla::FormatError& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
