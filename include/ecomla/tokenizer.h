@@ -60,6 +60,11 @@ std::optional<std::string> pre_tokenizer_name(const std::vector<std::string>& pa
 // byte-level vocabulary entry for that byte.
 std::string byte_level_text(uint8_t byte);
 
+// "left right" -> {left, right}, as merges are stored in GGUF and older tokenizer.json files;
+// throws FormatError naming `origin` when there is no separating space.
+std::pair<std::string, std::string> split_merge(const std::string& merge,
+                                                const std::string& origin);
+
 struct ChatMessage {
   std::string role;
   std::string content;
@@ -98,6 +103,7 @@ public:
 private:
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;
   void encode_piece(const std::string& piece, std::vector<int32_t>& out) const;
+  std::vector<std::string> merge_symbols(const std::string& piece) const;
 
   struct PreTokenizer;
   TokenizerSpec spec_;

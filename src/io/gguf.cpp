@@ -4,10 +4,10 @@
 
 #include <bit>
 #include <cstring>
-#include <fstream>
 #include <limits>
 
 #include "ecomla/error.h"
+#include "io/atomic_file.h"
 #include "io/byte_reader.h"
 #include "io/mapped_file.h"
 
@@ -405,13 +405,9 @@ void write_gguf(const std::filesystem::path& path,
     put_tensor_values(out, t);
     out.pad_to(alignment);
   }
-  const auto tmp = std::filesystem::path(path.string() + ".tmp");
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
+  io::write_atomically(path, [&](std::ostream& file) {
     file.write(out.bytes.data(), static_cast<std::streamsize>(out.bytes.size()));
-    if (!file) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  std::filesystem::rename(tmp, path);
+  });
 }
 
 }  // namespace ecomla

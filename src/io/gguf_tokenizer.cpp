@@ -47,13 +47,7 @@ TokenizerSpec tokenizer_spec_from_gguf(const GgufFile& f) {
   }
   for (const GgufValue& v :
        f.at("tokenizer.ggml.merges").as_array("tokenizer.ggml.merges").values) {
-    const std::string& merge = v.as_string("tokenizer.ggml.merges");
-    const size_t space = merge.find(' ', 1);
-    if (space == std::string::npos) {
-      throw FormatError(f.origin() + ": tokenizer.ggml.merges entry '" + merge +
-                        "' is not 'left right'");
-    }
-    spec.merges.emplace_back(merge.substr(0, space), merge.substr(space + 1));
+    spec.merges.push_back(split_merge(v.as_string("tokenizer.ggml.merges"), f.origin()));
   }
   if (const GgufValue* pre = f.find("tokenizer.ggml.pre")) {
     spec.pre_type = pre->as_string("tokenizer.ggml.pre");

@@ -64,18 +64,18 @@ TokenizerSpec parse_hf_tokenizer(const json& j, const json& tc, const std::strin
   }
   TokenizerSpec spec;
   const json vocab = get<json>(model, "vocab", path);  // items() must not outlive it
+  const json added_tokens = get_or<json>(j, "added_tokens", json::array(), path);
+  // Ids are dense: none can exceed the number of entries (a small file cannot claim 2^24).
+  const auto max_id = static_cast<int64_t>(vocab.size() + added_tokens.size());
   for (const auto& [token, id_json] : vocab.items()) {
     const auto id = id_json.get<int64_t>();
-    if (id < 0 || id > (1 << 24)) throw FormatError(path + ": bad id for '" + token + "'");
+    if (id < 0 || id >= max_id) throw FormatError(path + ": bad id for '" + token + "'");
     if (spec.tokens.size() <= static_cast<size_t>(id)) spec.tokens.resize(id + 1);
     spec.tokens[id] = token;
   }
   for (const json& merge : get<json>(model, "merges", path)) {
     if (merge.is_string()) {
-      const std::string s = merge.get<std::string>();
-      const size_t space = s.find(' ', 1);
-      if (space == std::string::npos) throw FormatError(path + ": bad merge '" + s + "'");
-      spec.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+      spec.merges.push_back(split_merge(merge.get<std::string>(), path));
     } else if (merge.is_array() && merge.size() == 2) {
       spec.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
     } else {
@@ -83,9 +83,9 @@ TokenizerSpec parse_hf_tokenizer(const json& j, const json& tc, const std::strin
     }
   }
   spec.types.assign(spec.tokens.size(), TokenType::Normal);
-  for (const json& added : get_or<json>(j, "added_tokens", json::array(), path)) {
+  for (const json& added : added_tokens) {
     const auto id = get<int64_t>(added, "id", path);
-    if (id < 0 || id > (1 << 24)) throw FormatError(path + ": bad added token id");
+    if (id < 0 || id >= max_id) throw FormatError(path + ": bad added token id");
     if (spec.tokens.size() <= static_cast<size_t>(id)) {
       spec.tokens.resize(id + 1);
       spec.types.resize(id + 1, TokenType::Normal);

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "ecomla/error.h"
+#include "io/atomic_file.h"
 
 namespace ecomla::io {
 
@@ -24,15 +25,8 @@ inline json read_json(const std::filesystem::path& path) {
   }
 }
 
-// Written to a temporary file and renamed, so a reader never sees half a file.
 inline void write_json(const std::filesystem::path& path, const json& j) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  std::filesystem::rename(tmp, path);
+  write_atomically(path, [&](std::ostream& out) { out << j.dump(2) << "\n"; });
 }
 
 template <typename T>

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 
 #include "ecomla/error.h"
 #include "ecomla/ggml_types.h"
+#include "io/atomic_file.h"
 #include "io/byte_reader.h"
 #include "io/mapped_file.h"
 
@@ -169,9 +169,7 @@ void write_safetensors(const std::filesystem::path& path,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep the data 8-byte aligned
-  const auto tmp = std::filesystem::path(path.string() + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  io::write_atomically(path, [&](std::ostream& out) {
     const uint64_t len = text.size();
     out.write(reinterpret_cast<const char*>(&len), 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
@@ -179,9 +177,7 @@ void write_safetensors(const std::filesystem::path& path,
       out.write(reinterpret_cast<const char*>(t->bytes.data()),
                 static_cast<std::streamsize>(t->bytes.size()));
     }
-    if (!out) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  std::filesystem::rename(tmp, path);
+  });
 }
 
 }  // namespace ecomla

@@ -8,6 +8,8 @@
 #include <array>
 #include <climits>
 #include <mutex>
+#include <queue>
+#include <string_view>
 
 #include "ecomla/error.h"
 #include "ecomla/tokenizer.h"
@@ -97,6 +99,16 @@ std::optional<std::string> default_system_prompt(const std::string& tpl) {
 }
 
 }  // namespace
+
+std::pair<std::string, std::string> split_merge(const std::string& merge,
+                                                const std::string& origin) {
+  // Byte-level symbols never contain a plain space, so the first one after position 0 splits.
+  const size_t space = merge.find(' ', 1);
+  if (space == std::string::npos) {
+    throw FormatError(origin + ": merge '" + merge + "' is not 'left right'");
+  }
+  return {merge.substr(0, space), merge.substr(space + 1)};
+}
 
 std::string byte_level_text(uint8_t byte) { return byte_level().byte_to_text[byte]; }
 
@@ -283,7 +295,63 @@ void Tokenizer::encode_text(std::string_view text, std::vector<int32_t>& out) co
   }
 }
 
-// Merges the adjacent pair of lowest rank until none is left (llm_tokenizer_bpe_session).
+// Merges the adjacent pair of lowest rank (leftmost on ties) until none is left, as
+// llm_tokenizer_bpe_session: symbols in a linked list, candidate pairs in a priority queue,
+// stale candidates skipped when popped. O(n log n) in the piece length.
+std::vector<std::string> Tokenizer::merge_symbols(const std::string& piece) const {
+  struct Symbol {
+    size_t begin, size;  // bytes of `piece`; size 0 once merged into its left neighbour
+    int prev, next;      // -1 at the ends
+  };
+  struct Pair {
+    int32_t rank;
+    int left;
+    size_t size;  // bytes of the merged pair when queued; a mismatch marks it stale
+    bool operator>(const Pair& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+  };
+  std::vector<Symbol> sym;
+  for (size_t i = 0; i < piece.size();) {
+    const auto c = static_cast<unsigned char>(piece[i]);
+    const size_t n = std::min<size_t>(c < 0x80   ? 1
+                                      : c < 0xE0 ? 2
+                                      : c < 0xF0 ? 3
+                                                 : 4,
+                                      piece.size() - i);
+    const int index = static_cast<int>(sym.size());
+    sym.push_back({i, n, index - 1, -1});
+    if (index > 0) sym[index - 1].next = index;
+    i += n;
+  }
+  std::priority_queue<Pair, std::vector<Pair>, std::greater<>> queue;
+  auto text = [&](int i) { return std::string_view(piece).substr(sym[i].begin, sym[i].size); };
+  auto push = [&](int left) {
+    const int right = left < 0 ? -1 : sym[left].next;
+    if (left < 0 || right < 0) return;
+    std::string key;
+    key.append(text(left)).append(" ").append(text(right));
+    if (auto it = merge_rank_.find(key); it != merge_rank_.end()) {
+      queue.push({it->second, left, sym[left].size + sym[right].size});
+    }
+  };
+  for (int i = 0; i + 1 < static_cast<int>(sym.size()); ++i) push(i);
+  while (!queue.empty()) {
+    const Pair top = queue.top();
+    queue.pop();
+    Symbol& left = sym[top.left];
+    if (left.size == 0 || left.next < 0 || left.size + sym[left.next].size != top.size) continue;
+    Symbol& right = sym[left.next];
+    left.size += right.size;
+    right.size = 0;
+    left.next = right.next;
+    if (right.next >= 0) sym[right.next].prev = top.left;
+    push(left.prev);
+    push(top.left);
+  }
+  std::vector<std::string> out;
+  for (int i = sym.empty() ? -1 : 0; i >= 0; i = sym[i].next) out.emplace_back(text(i));
+  return out;
+}
+
 void Tokenizer::encode_piece(const std::string& piece, std::vector<int32_t>& out) const {
   if (spec_.ignore_merges) {  // Llama 3: a piece that is a token stays whole
     if (auto it = token_to_id_.find(piece); it != token_to_id_.end()) {
@@ -291,21 +359,7 @@ void Tokenizer::encode_piece(const std::string& piece, std::vector<int32_t>& out
       return;
     }
   }
-  std::vector<std::string> symbols = utf8_symbols(piece);
-  while (symbols.size() > 1) {
-    int32_t best_rank = INT32_MAX;
-    size_t best = 0;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      auto it = merge_rank_.find(symbols[i] + " " + symbols[i + 1]);
-      if (it != merge_rank_.end() && it->second < best_rank) {
-        best_rank = it->second;
-        best = i;
-      }
-    }
-    if (best_rank == INT32_MAX) break;
-    symbols[best] += symbols[best + 1];
-    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best) + 1);
-  }
+  const std::vector<std::string> symbols = merge_symbols(piece);
   for (const std::string& s : symbols) {
     if (auto it = token_to_id_.find(s); it != token_to_id_.end()) {
       out.push_back(it->second);
