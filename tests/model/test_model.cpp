@@ -128,3 +128,56 @@ TEST(Model, InvalidConfigsAreRejected) {
 
 }  // namespace
 }  // namespace ecomla
+
+namespace ecomla {
+namespace {
+
+// Llama 3.1 frequency scaling, written out from its definition (Meta's apply_scaling): long
+// wavelengths divided by `factor`, short ones kept, a linear blend in between.
+TEST(Rope, Llama3ScalingFollowsTheDefinition) {
+  RopeConfig rope;
+  rope.theta = 500000.0;
+  rope.scaling = RopeScaling::Llama3;
+  rope.factor = 8.0;
+  rope.low_freq_factor = 1.0;
+  rope.high_freq_factor = 4.0;
+  rope.original_context = 8192;
+  const int64_t dim = 128;
+  const RotaryEmbedding rotary(dim, rope);
+  const at::Tensor got = rotary.inv_freq();
+  int low = 0, mid = 0, high = 0;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const double freq = std::pow(rope.theta, -2.0 * i / dim);
+    const double wavelen = 2 * M_PI / freq;
+    double want;
+    if (wavelen < rope.original_context / rope.high_freq_factor) {
+      want = freq, ++high;
+    } else if (wavelen > rope.original_context / rope.low_freq_factor) {
+      want = freq / rope.factor, ++low;
+    } else {
+      const double smooth = (rope.original_context / wavelen - rope.low_freq_factor) /
+                            (rope.high_freq_factor - rope.low_freq_factor);
+      want = (1 - smooth) * freq / rope.factor + smooth * freq, ++mid;
+    }
+    EXPECT_NEAR(got[i].item<double>(), want, 1e-6 * want) << i;
+  }
+  EXPECT_GT(low, 0);  // all three regimes are exercised
+  EXPECT_GT(mid, 0);
+  EXPECT_GT(high, 0);
+}
+
+TEST(Rope, LinearScalingAndGgufFactorsDivideFrequencies) {
+  RopeConfig plain;
+  RopeConfig linear = plain;
+  linear.scaling = RopeScaling::Linear;
+  linear.factor = 4.0;
+  RopeConfig factors = plain;
+  factors.freq_factors = std::vector<float>(4, 2.0f);
+  const at::Tensor base = RotaryEmbedding(8, plain).inv_freq();
+  EXPECT_TRUE(at::allclose(RotaryEmbedding(8, linear).inv_freq(), base / 4));
+  EXPECT_TRUE(at::allclose(RotaryEmbedding(8, factors).inv_freq(), base / 2));
+  EXPECT_NEAR(base[1].item<double>(), std::pow(10000.0, -2.0 / 8), 1e-7);
+}
+
+}  // namespace
+}  // namespace ecomla
