@@ -53,6 +53,37 @@ void collect_pre_patterns(const json& pre, const std::string& origin,
   }
 }
 
+// The special tokens a TemplateProcessing post-processor puts around a single sequence
+// ({"SpecialToken": {"id": "<|begin_of_text|>"}}, {"Sequence": {"id": "A"}}): Llama 3 adds its
+// BOS this way rather than through tokenizer_config.json.
+struct SequenceTemplate {
+  std::optional<std::string> before, after;
+};
+
+std::optional<SequenceTemplate> template_processing(const json& post) {
+  if (!post.is_object()) return std::nullopt;
+  const std::string type = post.value("type", "");
+  if (type == "Sequence") {
+    for (const json& p : post.value("processors", json::array())) {
+      if (auto t = template_processing(p)) return t;
+    }
+    return std::nullopt;
+  }
+  if (type != "TemplateProcessing" || !post.contains("single") || !post["single"].is_array()) {
+    return std::nullopt;
+  }
+  SequenceTemplate t;
+  bool seen_sequence = false;
+  for (const json& piece : post["single"]) {
+    if (piece.contains("Sequence")) {
+      seen_sequence = true;
+    } else if (piece.contains("SpecialToken")) {
+      (seen_sequence ? t.after : t.before) = piece["SpecialToken"].at("id").get<std::string>();
+    }
+  }
+  return t;
+}
+
 }  // namespace
 
 namespace io {
@@ -98,20 +129,27 @@ TokenizerSpec parse_hf_tokenizer(const json& j, const json& tc, const std::strin
   spec.pre_type = pre_tokenizer_name(spec.pre_patterns).value_or("tokenizer.json");
   spec.ignore_merges = get_or<bool>(model, "ignore_merges", false, path);
 
+  auto find_id = [&](const std::optional<std::string>& text) -> std::optional<int32_t> {
+    if (!text) return std::nullopt;
+    for (size_t id = 0; id < spec.tokens.size(); ++id) {
+      if (spec.tokens[id] == *text) return static_cast<int32_t>(id);
+    }
+    return std::nullopt;
+  };
+  if (auto t = template_processing(j.value("post_processor", json()))) {
+    spec.bos_id = find_id(t->before);
+    spec.eos_id = find_id(t->after);
+    spec.add_bos = spec.bos_id.has_value();
+    spec.add_eos = spec.eos_id.has_value();
+  }
   if (!tc.is_null()) {
+    // tokenizer_config.json's explicit settings win over the post-processor.
     const std::string config_path = path + " (tokenizer_config.json)";
-    spec.add_bos = get_or<bool>(tc, "add_bos_token", false, config_path);
-    spec.add_eos = get_or<bool>(tc, "add_eos_token", false, config_path);
+    spec.add_bos = get_or<bool>(tc, "add_bos_token", spec.add_bos, config_path);
+    spec.add_eos = get_or<bool>(tc, "add_eos_token", spec.add_eos, config_path);
     spec.chat_template = get_or<std::string>(tc, "chat_template", "", config_path);
-    auto find_id = [&](const std::optional<std::string>& text) -> std::optional<int32_t> {
-      if (!text) return std::nullopt;
-      for (size_t id = 0; id < spec.tokens.size(); ++id) {
-        if (spec.tokens[id] == *text) return static_cast<int32_t>(id);
-      }
-      return std::nullopt;
-    };
-    spec.bos_id = find_id(token_text(tc, "bos_token"));
-    spec.eos_id = find_id(token_text(tc, "eos_token"));
+    if (auto bos = find_id(token_text(tc, "bos_token"))) spec.bos_id = bos;
+    if (auto eos = find_id(token_text(tc, "eos_token"))) spec.eos_id = eos;
     spec.unk_id = find_id(token_text(tc, "unk_token"));
     spec.pad_id = find_id(token_text(tc, "pad_token"));
   }

@@ -162,3 +162,31 @@ TEST(TokenizerJson, ReadsTheHuggingFacePreTokenizerSequence) {
 
 }  // namespace
 }  // namespace ecomla
+
+namespace ecomla {
+namespace {
+
+TEST(TokenizerJson, TemplateProcessingAddsBosAsLlama3Does) {
+  test::TempDir dir;
+  write_hf_tokenizer(dir.path(), Tokenizer(test::tiny_tokenizer_spec()));
+  std::filesystem::remove(dir / "tokenizer_config.json");
+  auto bytes = test::read_file(dir / "tokenizer.json");
+  std::string json(bytes.begin(), bytes.end());
+  const std::string from = "\"post_processor\": null";
+  ASSERT_NE(json.find(from), std::string::npos);
+  json.replace(json.find(from), from.size(),
+               R"("post_processor": {"type": "Sequence", "processors": [)"
+               R"({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false},)"
+               R"({"type": "TemplateProcessing", "single": [)"
+               R"({"SpecialToken": {"id": "<|im_start|>", "type_id": 0}},)"
+               R"({"Sequence": {"id": "A", "type_id": 0}}]}]})");
+  test::write_file(dir / "tokenizer.json", {json.begin(), json.end()});
+  const Tokenizer tok(read_hf_tokenizer(dir.path()));
+  const int32_t im_start = *tok.token_id("<|im_start|>");
+  EXPECT_EQ(tok.bos_id(), im_start);
+  EXPECT_EQ(tok.encode("hello", true), (std::vector<int32_t>{im_start, *tok.token_id("hello")}));
+  EXPECT_EQ(tok.encode("hello", false).size(), 1u);
+}
+
+}  // namespace
+}  // namespace ecomla
