@@ -27,5 +27,7 @@ LoadedModel load_model(const std::filesystem::path& path);
 
 // Only the config (no weights), for inspection.
 ModelConfig load_config(const std::filesystem::path& path);
+// Only the tokenizer.
+Tokenizer load_tokenizer(const std::filesystem::path& path);
 
 }  // namespace ecomla

@@ -62,6 +62,12 @@ LoadedModel load_model(const std::filesystem::path& path) {
   return {path, "safetensors", model, std::move(tokenizer), false};
 }
 
+Tokenizer load_tokenizer(const std::filesystem::path& path) {
+  require_exists(path);
+  if (is_gguf(path)) return Tokenizer(tokenizer_spec_from_gguf(GgufFile::open(path)));
+  return Tokenizer(read_hf_tokenizer(path));
+}
+
 ModelConfig load_config(const std::filesystem::path& path) {
   require_exists(path);
   if (is_gguf(path)) return config_from_gguf(GgufFile::open(path));

@@ -4,19 +4,8 @@
 #include <iostream>
 
 #include "cli_common.h"
-#include "ecomla/gguf.h"
-#include "ecomla/gguf_tokenizer.h"
-#include "ecomla/hf_checkpoint.h"
 
 namespace ecomla::cli {
-namespace {
-
-Tokenizer load_tokenizer(const std::string& path) {
-  if (std::filesystem::is_directory(path)) return Tokenizer(read_hf_tokenizer(path));
-  return Tokenizer(tokenizer_spec_from_gguf(GgufFile::open(path)));
-}
-
-}  // namespace
 
 void add_tokenize(CLI::App& app) {
   auto* cmd = app.add_subcommand("tokenize", "Token ids (and pieces) of a text");
