@@ -1,0 +1,99 @@
+// Multi-head Latent Attention. Shape legend: see include/ecomla/mla_attention.h.
+#include "ecomla/mla_attention.h"
+
+#include <ATen/ops/cat.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace ecomla {
+
+void MlaSpec::validate() const {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("MLA spec: " + what);
+  };
+  require(n_head > 0, "n_head must be positive");
+  require(rank_q >= 0, "q_lora_rank must be >= 0");
+  require(rank_kv > 0, "kv_lora_rank must be positive");
+  require(dim_rope > 0 && dim_rope % 2 == 0, "qk_rope_head_dim must be even and positive");
+  require(dim_nope >= 0 && dim_v > 0, "qk_nope_head_dim >= 0 and v_head_dim > 0 required");
+}
+
+MlaLayerCache::MlaLayerCache(const MlaSpec& spec, int64_t batch, int64_t capacity,
+                             at::ScalarType dtype)
+    : latent(at::zeros({batch, capacity, spec.rank_kv}, dtype)),
+      k_pe(at::zeros({batch, capacity, spec.dim_rope}, dtype)) {}
+
+torch::Tensor apply_interleaved_rope(const torch::Tensor& x, const RopeTables& rope) {
+  const int64_t d = x.size(-1);
+  auto shape = x.sizes().vec();
+  shape.back() = d / 2;
+  shape.push_back(2);
+  const torch::Tensor halves = x.reshape(shape).transpose(-1, -2).reshape(x.sizes());
+  return apply_rope(halves, rope);
+}
+
+MlaAttentionImpl::MlaAttentionImpl(const MlaSpec& spec, int64_t hidden_size, const RopeConfig& rope)
+    : spec_(spec), rotary_(spec.dim_rope, rope) {
+  spec.validate();
+  const int64_t h = spec.n_head, dqk = spec.dim_nope + spec.dim_rope;
+  if (spec.rank_q == 0) {
+    q_proj = register_module("q_proj", Projection(hidden_size, h * dqk));
+  } else {
+    q_a_proj = register_module("q_a_proj", Projection(hidden_size, spec.rank_q));
+    if (spec.latent_norm) {
+      q_a_layernorm = register_module("q_a_layernorm", RmsNorm(spec.rank_q, spec.latent_norm_eps));
+    }
+    q_b_proj = register_module("q_b_proj", Projection(spec.rank_q, h * dqk));
+  }
+  kv_a_proj_with_mqa =
+      register_module("kv_a_proj_with_mqa", Projection(hidden_size, spec.rank_kv + spec.dim_rope));
+  if (spec.latent_norm) {
+    kv_a_layernorm = register_module("kv_a_layernorm", RmsNorm(spec.rank_kv, spec.latent_norm_eps));
+  }
+  kv_b_proj =
+      register_module("kv_b_proj", Projection(spec.rank_kv, h * (spec.dim_nope + spec.dim_v)));
+  out_proj = register_module("out_proj", Projection(h * spec.dim_v, hidden_size));
+}
+
+torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* cache) {
+  const int64_t b = x.size(0), t = x.size(1), h = spec_.n_head;
+  const int64_t dn = spec_.dim_nope, dr = spec_.dim_rope, dv = spec_.dim_v;
+  const int64_t past = cache ? cache->length : 0;
+  const RopeTables rope = rotary_.tables(
+      torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong)), x.scalar_type());
+
+  torch::Tensor q_latent = spec_.rank_q == 0 ? x : q_a_proj(x);  // [B, T, Rq]
+  if (q_a_layernorm) q_latent = q_a_layernorm(q_latent);
+  const torch::Tensor q = (spec_.rank_q == 0 ? q_proj(x) : q_b_proj(q_latent))
+                              .view({b, t, h, dn + dr})
+                              .transpose(1, 2);  // [B, H, T, Dn+Dr]
+  const torch::Tensor q_pe = apply_interleaved_rope(q.narrow(-1, dn, dr), rope);
+
+  const torch::Tensor compressed = kv_a_proj_with_mqa(x);  // [B, T, Rkv+Dr]
+  torch::Tensor latent = compressed.narrow(-1, 0, spec_.rank_kv);
+  if (kv_a_layernorm) latent = kv_a_layernorm(latent);
+  torch::Tensor k_pe = apply_interleaved_rope(compressed.narrow(-1, spec_.rank_kv, dr), rope);
+  if (cache) {  // only the latent and the shared RoPE key are kept
+    cache->latent.narrow(1, past, t).copy_(latent);
+    cache->k_pe.narrow(1, past, t).copy_(k_pe);
+    cache->length += t;
+    latent = cache->latent.narrow(1, 0, past + t);  // [B, S, Rkv]
+    k_pe = cache->k_pe.narrow(1, 0, past + t);      // [B, S, Dr]
+  }
+  const int64_t s = latent.size(1);
+  const torch::Tensor kv = kv_b_proj(latent).view({b, s, h, dn + dv}).transpose(1, 2);
+  const torch::Tensor key = torch::cat(
+      {kv.narrow(-1, 0, dn), k_pe.unsqueeze(1).expand({b, h, s, dr})}, -1);  // [B, H, S, Dn+Dr]
+  const torch::Tensor query = torch::cat({q.narrow(-1, 0, dn), q_pe}, -1);   // [B, H, T, Dn+Dr]
+  const torch::Tensor value = kv.narrow(-1, dn, dv);                         // [B, H, S, Dv]
+  std::optional<torch::Tensor> mask;  // causal: query i sees keys j <= past + i
+  if (t > 1) mask = torch::arange(s).unsqueeze(0) <= (torch::arange(t) + past).unsqueeze(1);
+  const torch::Tensor out = at::scaled_dot_product_attention(
+      query, key, value, mask, 0.0, false, 1.0 / std::sqrt(static_cast<double>(dn + dr)));
+  return out_proj(out.transpose(1, 2).reshape({b, t, h * dv}));
+}
+
+}  // namespace ecomla
