@@ -22,13 +22,8 @@ std::vector<uint8_t> file_with_header(const std::string& header, size_t data_byt
 }
 
 void expect_error(const std::vector<uint8_t>& bytes, const std::string& needle) {
-  try {
-    SafetensorsFile::parse(bytes, "bad.safetensors");
-    ADD_FAILURE() << "expected FormatError containing '" << needle << "'";
-  } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("bad.safetensors"), std::string::npos) << e.what();
-  }
+  test::expect_format_error([&] { SafetensorsFile::parse(bytes, "bad.safetensors"); },
+                            {needle, "bad.safetensors"});
 }
 
 TEST(Safetensors, RoundTripsDtypesShapesAndMetadata) {

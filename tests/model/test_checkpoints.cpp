@@ -88,12 +88,7 @@ TEST_F(Checkpoints, Bf16AndF16Checkpoints) {
 }
 
 void expect_load_error(const std::filesystem::path& path, const std::string& needle) {
-  try {
-    load_model(path);
-    ADD_FAILURE() << "expected FormatError containing '" << needle << "'";
-  } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
+  test::expect_format_error([&] { load_model(path); }, {needle});
 }
 
 TEST_F(Checkpoints, MissingWrongShapeAndUnexpectedTensors) {

@@ -1,7 +1,10 @@
 #include "support/tiny_model.h"
 
+#include "ecomla/error.h"
+
 #include <torch/nn/init.h>
 
+#include <gtest/gtest.h>
 #include <fstream>
 #include <random>
 
@@ -78,6 +81,18 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+void expect_format_error(const std::function<void()>& action,
+                         const std::vector<std::string>& needles) {
+  try {
+    action();
+    ADD_FAILURE() << "expected a FormatError containing '" << needles.front() << "'";
+  } catch (const FormatError& e) {
+    for (const std::string& needle : needles) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
 }
 
 std::vector<uint8_t> read_file(const std::filesystem::path& path) {

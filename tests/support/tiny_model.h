@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "ecomla/config.h"
@@ -29,6 +30,11 @@ public:
 private:
   std::filesystem::path path_;
 };
+
+// Runs `action`, which must throw ecomla::FormatError with a message containing every one of
+// `needles` (what went wrong, and the file it names); records a test failure otherwise.
+void expect_format_error(const std::function<void()>& action,
+                         const std::vector<std::string>& needles);
 
 std::vector<uint8_t> read_file(const std::filesystem::path& path);
 void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
