@@ -55,6 +55,13 @@ public:
   Projection kv_a_proj_with_mqa{nullptr}, kv_b_proj{nullptr}, out_proj{nullptr};
 
 private:
+  torch::Tensor expanded_attention(const torch::Tensor& q_nope, const torch::Tensor& q_pe,
+                                   const torch::Tensor& latent, const torch::Tensor& k_pe,
+                                   int64_t past, double scale);
+  torch::Tensor absorbed_attention(const torch::Tensor& q_nope, const torch::Tensor& q_pe,
+                                   const torch::Tensor& latent, const torch::Tensor& k_pe,
+                                   double scale);
+
   MlaSpec spec_;
   RotaryEmbedding rotary_;
 };

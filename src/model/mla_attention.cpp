@@ -58,6 +58,44 @@ MlaAttentionImpl::MlaAttentionImpl(const MlaSpec& spec, int64_t hidden_size, con
   out_proj = register_module("out_proj", Projection(h * spec.dim_v, hidden_size));
 }
 
+// Training and prefill: expand the latents to per-head keys and values (kv_b_proj) and run
+// causal attention; query i sees keys j <= past + i.
+torch::Tensor MlaAttentionImpl::expanded_attention(const torch::Tensor& q_nope,
+                                                   const torch::Tensor& q_pe,
+                                                   const torch::Tensor& latent,
+                                                   const torch::Tensor& k_pe, int64_t past,
+                                                   double scale) {
+  const int64_t b = q_nope.size(0), h = spec_.n_head, t = q_nope.size(2), s = latent.size(1);
+  const int64_t dn = spec_.dim_nope, dr = spec_.dim_rope, dv = spec_.dim_v;
+  const torch::Tensor kv = kv_b_proj(latent).view({b, s, h, dn + dv}).transpose(1, 2);
+  const torch::Tensor key = torch::cat(
+      {kv.narrow(-1, 0, dn), k_pe.unsqueeze(1).expand({b, h, s, dr})}, -1);  // [B, H, S, Dn+Dr]
+  const torch::Tensor query = torch::cat({q_nope, q_pe}, -1);                // [B, H, T, Dn+Dr]
+  std::optional<torch::Tensor> mask;
+  if (t > 1) mask = torch::arange(s).unsqueeze(0) <= (torch::arange(t) + past).unsqueeze(1);
+  return at::scaled_dot_product_attention(query, key, kv.narrow(-1, dn, dv), mask, 0.0, false,
+                                          scale);  // [B, H, T, Dv]
+}
+
+// Decoding one token: W_UK is absorbed into the query and W_UV applied after the weighted sum
+// of latents (DeepSeek-V2, section 2.1.2), so the cached latents are never expanded:
+//   score_h(j) = (q_nope,h W_UK,h) . c_j + q_pe,h . k_pe,j      out_h = (sum_j p_hj c_j) W_UV,h^T
+torch::Tensor MlaAttentionImpl::absorbed_attention(const torch::Tensor& q_nope,
+                                                   const torch::Tensor& q_pe,
+                                                   const torch::Tensor& latent,
+                                                   const torch::Tensor& k_pe, double scale) {
+  const int64_t h = spec_.n_head, dn = spec_.dim_nope, dv = spec_.dim_v;
+  const torch::Tensor w = kv_b_proj->weight.view({h, dn + dv, spec_.rank_kv});
+  const torch::Tensor w_uk = w.narrow(1, 0, dn);   // [H, Dn, Rkv]
+  const torch::Tensor w_uv = w.narrow(1, dn, dv);  // [H, Dv, Rkv]
+  const torch::Tensor c = latent.unsqueeze(1);     // [B, 1, S, Rkv]
+  const torch::Tensor scores =
+      at::matmul(at::matmul(q_nope, w_uk), c.transpose(-1, -2)) +  // [B, H, 1, S]
+      at::matmul(q_pe, k_pe.unsqueeze(1).transpose(-1, -2));
+  const torch::Tensor p = (scores * scale).softmax(-1);
+  return at::matmul(at::matmul(p, c), w_uv.transpose(-1, -2));  // [B, H, 1, Dv]
+}
+
 torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* cache) {
   const int64_t b = x.size(0), t = x.size(1), h = spec_.n_head;
   const int64_t dn = spec_.dim_nope, dr = spec_.dim_rope, dv = spec_.dim_v;
@@ -83,16 +121,10 @@ torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* c
     latent = cache->latent.narrow(1, 0, past + t);  // [B, S, Rkv]
     k_pe = cache->k_pe.narrow(1, 0, past + t);      // [B, S, Dr]
   }
-  const int64_t s = latent.size(1);
-  const torch::Tensor kv = kv_b_proj(latent).view({b, s, h, dn + dv}).transpose(1, 2);
-  const torch::Tensor key = torch::cat(
-      {kv.narrow(-1, 0, dn), k_pe.unsqueeze(1).expand({b, h, s, dr})}, -1);  // [B, H, S, Dn+Dr]
-  const torch::Tensor query = torch::cat({q.narrow(-1, 0, dn), q_pe}, -1);   // [B, H, T, Dn+Dr]
-  const torch::Tensor value = kv.narrow(-1, dn, dv);                         // [B, H, S, Dv]
-  std::optional<torch::Tensor> mask;  // causal: query i sees keys j <= past + i
-  if (t > 1) mask = torch::arange(s).unsqueeze(0) <= (torch::arange(t) + past).unsqueeze(1);
-  const torch::Tensor out = at::scaled_dot_product_attention(
-      query, key, value, mask, 0.0, false, 1.0 / std::sqrt(static_cast<double>(dn + dr)));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dn + dr));
+  const torch::Tensor q_nope = q.narrow(-1, 0, dn);  // [B, H, T, Dn]
+  const torch::Tensor out = t == 1 ? absorbed_attention(q_nope, q_pe, latent, k_pe, scale)
+                                   : expanded_attention(q_nope, q_pe, latent, k_pe, past, scale);
   return out_proj(out.transpose(1, 2).reshape({b, t, h * dv}));
 }
 

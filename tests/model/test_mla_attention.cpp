@@ -1,6 +1,6 @@
 // MLA attention against a naive reference written out from the DeepSeek-V2 equations, with
 // RoPE rotating adjacent pairs (x[2j], x[2j+1]) by pos * theta^(-2j/Dr); and latent-cache
-// decoding against the full forward pass.
+// decoding (one token at a time: the absorbed path) against the full forward pass (expanded).
 #include <gtest/gtest.h>
 
 #include <cmath>
