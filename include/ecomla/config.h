@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace ecomla {
@@ -16,6 +17,25 @@ struct GqaSpec {
   int64_t n_head_kv = 0;
   int64_t head_dim = 0;
 };
+
+// Multi-head Latent Attention (DeepSeek-V2), X-EcoMLA's configuration keys in brackets.
+struct MlaSpec {
+  int64_t n_head = 0;
+  int64_t rank_q = 0;        // [q_lora_rank] 0: a plain q_proj instead of q_a_proj -> q_b_proj
+  int64_t rank_kv = 0;       // [kv_lora_rank]
+  int64_t dim_rope = 0;      // [qk_rope_head_dim]
+  int64_t dim_nope = 0;      // [qk_nope_head_dim]
+  int64_t dim_v = 0;         // [v_head_dim]
+  bool latent_norm = false;  // [use_lora_layer_norm] RMSNorm on the q and kv latents
+  double latent_norm_eps = 1e-6;
+
+  // Cached per token: the latent and the RoPE key shared by all heads.
+  int64_t cache_values_per_token() const { return rank_kv + dim_rope; }
+  void validate() const;  // std::invalid_argument naming the bad field
+};
+
+// One layer's attention; a hybrid model mixes both kinds.
+using AttentionSpec = std::variant<GqaSpec, MlaSpec>;
 
 enum class RopeScaling { None, Linear, Llama3 };
 
@@ -41,7 +61,7 @@ struct ModelConfig {
   double rms_norm_eps = 1e-5;
   bool tie_word_embeddings = false;
   RopeConfig rope;
-  std::vector<GqaSpec> attention;  // one per layer
+  std::vector<AttentionSpec> attention;  // one per layer
 
   // Sanity bounds on sizes read from files, checked before anything is allocated.
   static constexpr int64_t kMaxLayers = 1024;
@@ -51,6 +71,8 @@ struct ModelConfig {
 
   // Values cached per token, summed over all layers (K and V).
   int64_t kv_values_per_token() const;
+  // Values cached per token by one layer.
+  int64_t layer_kv_values_per_token(int64_t layer) const;
   int64_t parameter_count() const;
   // Throws std::invalid_argument naming the first inconsistent field.
   void validate() const;

@@ -1,4 +1,5 @@
-// Per-layer key/value cache for incremental decoding. Every row of the batch shares one length.
+// Per-layer cache for incremental decoding: full keys and values for GQA layers, the latent and
+// the shared RoPE key for MLA layers. Every row of the batch shares one length.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -6,12 +7,14 @@
 #include <vector>
 
 #include "ecomla/config.h"
+#include "ecomla/mla_attention.h"
 
 namespace ecomla {
 
 class KvCache {
 public:
-  // Preallocates [B, Hkv, capacity, Dh] keys and values per layer.
+  // Preallocates [B, Hkv, capacity, Dh] keys and values per GQA layer and the latent cache
+  // of each MLA layer.
   KvCache(const ModelConfig& config, int64_t batch, int64_t capacity, at::ScalarType dtype,
           at::Device device = at::kCPU);
 
@@ -19,9 +22,11 @@ public:
   int64_t capacity() const { return capacity_; }
   int64_t batch() const { return batch_; }
 
-  // Writes k, v [B, Hkv, T, Dh] at positions [length, length + T) of `layer` and returns the
-  // keys and values of positions [0, length + T). The length itself moves on in advance().
+  // Writes k, v [B, Hkv, T, Dh] at positions [length, length + T) of GQA `layer` and returns
+  // the keys and values of positions [0, length + T). The length itself moves on in advance().
   std::pair<at::Tensor, at::Tensor> append(int64_t layer, const at::Tensor& k, const at::Tensor& v);
+  // The cache of MLA `layer` (MlaAttention appends to it itself).
+  MlaLayerCache& mla_layer(int64_t layer);
   // Called once per forward pass, after every layer has appended its T positions.
   void advance(int64_t n_tokens);
   // Forgets everything after the first n positions.
@@ -30,7 +35,8 @@ public:
   int64_t bytes_used() const;
 
 private:
-  std::vector<at::Tensor> k_, v_;
+  std::vector<at::Tensor> k_, v_;                  // undefined for MLA layers
+  std::vector<std::optional<MlaLayerCache>> mla_;  // set for MLA layers
   int64_t batch_, capacity_, length_ = 0;
 };
 

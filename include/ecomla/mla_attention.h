@@ -8,35 +8,22 @@
 //
 // Shape legend: B batch, T new tokens, S cached + new tokens, D hidden, H heads, Rq q rank,
 // Rkv kv rank, Dn nope dim, Dr rope dim, Dv value dim.
-//
-// Not yet wired into ModelConfig / the decoder (the conversion issue does that).
 #pragma once
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
-#include "ecomla/model.h"
+#include "ecomla/config.h"
+#include "ecomla/layers.h"
+#include "ecomla/projection.h"
 
 namespace ecomla {
-
-struct MlaSpec {
-  int64_t n_head = 0;
-  int64_t rank_q = 0;  // 0: a plain q_proj instead of q_a_proj -> q_b_proj
-  int64_t rank_kv = 0;
-  int64_t dim_rope = 0;
-  int64_t dim_nope = 0;
-  int64_t dim_v = 0;
-  bool latent_norm = false;  // RMSNorm on the q and kv latents (X-EcoMLA: use_lora_layer_norm)
-  double latent_norm_eps = 1e-6;
-
-  int64_t cache_values_per_token() const { return rank_kv + dim_rope; }
-  void validate() const;  // std::invalid_argument naming the bad field
-};
 
 // The latent cache of one MLA layer: [B, capacity, Rkv] latents and [B, capacity, Dr] rotated
 // RoPE keys; all rows share one length.
 struct MlaLayerCache {
-  MlaLayerCache(const MlaSpec& spec, int64_t batch, int64_t capacity, at::ScalarType dtype);
+  MlaLayerCache(const MlaSpec& spec, int64_t batch, int64_t capacity, at::ScalarType dtype,
+                at::Device device = at::kCPU);
   at::Tensor latent, k_pe;
   int64_t length = 0;
 };

@@ -15,46 +15,18 @@
 #include <torch/nn/pimpl.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ecomla/config.h"
+#include "ecomla/layers.h"
+#include "ecomla/mla_attention.h"
 #include "ecomla/projection.h"
 
 namespace ecomla {
 
 class KvCache;
-
-// RMSNorm as Hugging Face's LlamaRMSNorm: normalise in fp32, cast back, then scale.
-class RmsNormImpl : public torch::nn::Module {
-public:
-  RmsNormImpl(int64_t dim, double eps);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::Tensor weight;
-
-private:
-  double eps_;
-};
-TORCH_MODULE(RmsNorm);
-
-// cos/sin tables for the positions of one forward pass, [T, Dh] each, in the compute dtype.
-struct RopeTables {
-  torch::Tensor cos, sin;
-};
-
-// Inverse frequencies with the configured scaling; rotate_half convention.
-class RotaryEmbedding {
-public:
-  RotaryEmbedding(int64_t head_dim, const RopeConfig& config);
-  RopeTables tables(const torch::Tensor& positions, torch::ScalarType dtype) const;
-  const torch::Tensor& inv_freq() const { return inv_freq_; }  // [Dh/2] fp32
-
-private:
-  torch::Tensor inv_freq_;
-};
-
-// x * cos + rotate_half(x) * sin; x [B, heads, T, Dh].
-torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& rope);
 
 class GqaAttentionImpl : public torch::nn::Module {
 public:
@@ -81,11 +53,13 @@ TORCH_MODULE(Mlp);
 class DecoderLayerImpl : public torch::nn::Module {
 public:
   DecoderLayerImpl(const ModelConfig& config, int64_t layer);
+  // `rope` serves GQA layers; MLA layers rotate their own RoPE part.
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, KvCache* cache,
                         int64_t layer);
 
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
-  GqaAttention self_attn{nullptr};
+  GqaAttention self_attn{nullptr};  // GQA layers ("self_attn", as Hugging Face)
+  MlaAttention mla{nullptr};        // MLA layers ("mla", as X-EcoMLA)
   Mlp mlp{nullptr};
 };
 TORCH_MODULE(DecoderLayer);
@@ -102,7 +76,7 @@ public:
   RmsNorm norm{nullptr};
 
 private:
-  RotaryEmbedding rotary_;
+  std::optional<RotaryEmbedding> rotary_;  // for the GQA layers; none in a full-MLA model
 };
 TORCH_MODULE(LlamaBackbone);
 

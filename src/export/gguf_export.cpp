@@ -25,13 +25,17 @@ std::string gguf_pre_name(const TokenizerSpec& tokenizer) {
 
 void write_llama_gguf(const std::filesystem::path& path, const torch::nn::Module& model,
                       const ModelConfig& config, const TokenizerSpec& tokenizer, GgmlType type) {
-  const GqaSpec& a = config.attention.at(0);
-  for (const GqaSpec& other : config.attention) {
-    if (other.n_head != a.n_head || other.n_head_kv != a.n_head_kv ||
-        other.head_dim != a.head_dim) {
-      throw std::invalid_argument("write_llama_gguf: all layers must share one attention shape");
+  const auto* first = std::get_if<GqaSpec>(&config.attention.at(0));
+  for (const AttentionSpec& spec : config.attention) {
+    const auto* other = std::get_if<GqaSpec>(&spec);
+    if (!first || !other || other->n_head != first->n_head ||
+        other->n_head_kv != first->n_head_kv || other->head_dim != first->head_dim) {
+      throw std::invalid_argument(
+          "write_llama_gguf: all layers must be GQA with one attention shape (MLA export is "
+          "not written yet)");
     }
   }
+  const GqaSpec& a = *first;
   if (config.rope.scaling != RopeScaling::None || !config.rope.freq_factors.empty()) {
     throw std::invalid_argument("write_llama_gguf: RoPE scaling is not written yet");
   }

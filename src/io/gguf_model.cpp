@@ -146,9 +146,10 @@ std::optional<std::string> gguf_tensor_name(const std::string& hf_name) {
 int64_t gguf_permuted_heads(const std::string& hf_name, const ModelConfig& config) {
   const auto parts = split_layer_name(hf_name, "model.layers.");
   if (!parts || parts->layer >= static_cast<int64_t>(config.attention.size())) return 0;
-  const GqaSpec& spec = config.attention[parts->layer];
-  if (parts->suffix == "self_attn.q_proj.weight") return spec.n_head;
-  if (parts->suffix == "self_attn.k_proj.weight") return spec.n_head_kv;
+  const auto* spec = std::get_if<GqaSpec>(&config.attention[parts->layer]);
+  if (!spec) return 0;
+  if (parts->suffix == "self_attn.q_proj.weight") return spec->n_head;
+  if (parts->suffix == "self_attn.k_proj.weight") return spec->n_head_kv;
   return 0;
 }
 

@@ -154,7 +154,13 @@ ModelConfig read_hf_config(const fs::path& path) {
 
 void write_hf_config(const fs::path& path, const ModelConfig& c, const Tokenizer& tokenizer,
                      const std::string& torch_dtype) {
-  const GqaSpec& a = c.attention.at(0);
+  const auto* first = std::get_if<GqaSpec>(&c.attention.at(0));
+  for (const AttentionSpec& spec : c.attention) {
+    if (!first || !std::holds_alternative<GqaSpec>(spec)) {
+      throw std::invalid_argument("write_hf_config: MLA layers are not written yet");
+    }
+  }
+  const GqaSpec& a = *first;
   json j = {{"architectures", {"LlamaForCausalLM"}},
             {"model_type", "llama"},
             {"vocab_size", c.vocab_size},

@@ -5,18 +5,47 @@
 
 namespace ecomla {
 
+void MlaSpec::validate() const {
+  auto require = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("MLA spec: " + what);
+  };
+  require(n_head > 0, "n_head must be positive");
+  require(rank_q >= 0, "q_lora_rank must be >= 0");
+  require(rank_kv > 0, "kv_lora_rank must be positive");
+  require(dim_rope > 0 && dim_rope % 2 == 0, "qk_rope_head_dim must be even and positive");
+  require(dim_nope >= 0 && dim_v > 0, "qk_nope_head_dim >= 0 and v_head_dim > 0 required");
+}
+
+int64_t ModelConfig::layer_kv_values_per_token(int64_t layer) const {
+  const AttentionSpec& spec = attention.at(layer);
+  if (const auto* a = std::get_if<GqaSpec>(&spec)) return 2 * a->n_head_kv * a->head_dim;
+  return std::get<MlaSpec>(spec).cache_values_per_token();
+}
+
 int64_t ModelConfig::kv_values_per_token() const {
   int64_t n = 0;
-  for (const GqaSpec& a : attention) n += 2 * a.n_head_kv * a.head_dim;
+  for (int64_t i = 0; i < static_cast<int64_t>(attention.size()); ++i) {
+    n += layer_kv_values_per_token(i);
+  }
   return n;
 }
 
 int64_t ModelConfig::parameter_count() const {
   int64_t n = vocab_size * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size;
-  for (const GqaSpec& a : attention) {
-    n += hidden_size * a.n_head * a.head_dim * 2;     // q_proj, o_proj
-    n += hidden_size * a.n_head_kv * a.head_dim * 2;  // k_proj, v_proj
-    n += 3 * hidden_size * intermediate_size + 2 * hidden_size;
+  const int64_t d = hidden_size;
+  for (const AttentionSpec& spec : attention) {
+    n += 3 * d * intermediate_size + 2 * d;
+    if (const auto* a = std::get_if<GqaSpec>(&spec)) {
+      n += d * a->n_head * a->head_dim * 2;     // q_proj, o_proj
+      n += d * a->n_head_kv * a->head_dim * 2;  // k_proj, v_proj
+      continue;
+    }
+    const auto& m = std::get<MlaSpec>(spec);
+    const int64_t dqk = m.dim_nope + m.dim_rope;
+    n += m.rank_q == 0 ? d * m.n_head * dqk : d * m.rank_q + m.rank_q * m.n_head * dqk;
+    n += d * (m.rank_kv + m.dim_rope) + m.rank_kv * m.n_head * (m.dim_nope + m.dim_v);
+    n += m.n_head * m.dim_v * d;  // out_proj
+    if (m.latent_norm) n += m.rank_q + m.rank_kv;
   }
   return n;
 }
@@ -44,8 +73,24 @@ void ModelConfig::validate() const {
           "llama3 rope scaling needs high_freq_factor != low_freq_factor and a positive "
           "original_max_position_embeddings");
   for (size_t i = 0; i < attention.size(); ++i) {
-    const GqaSpec& a = attention[i];
     const std::string layer = "layer " + std::to_string(i) + ": ";
+    if (const auto* m = std::get_if<MlaSpec>(&attention[i])) {
+      try {
+        m->validate();
+      } catch (const std::invalid_argument& e) {
+        require(false, layer + e.what());
+      }
+      require(m->n_head <= kMaxDim && m->rank_q <= kMaxDim && m->rank_kv <= kMaxDim &&
+                  m->dim_rope <= kMaxDim && m->dim_nope <= kMaxDim && m->dim_v <= kMaxDim,
+              layer + "MLA sizes out of range");
+      continue;
+    }
+    const GqaSpec& a = std::get<GqaSpec>(attention[i]);
+    for (const AttentionSpec& other : attention) {  // the GQA layers share one RoPE table
+      if (const auto* g = std::get_if<GqaSpec>(&other)) {
+        require(g->head_dim == a.head_dim, layer + "GQA layers must share one head_dim");
+      }
+    }
     require(a.n_head > 0 && a.n_head_kv > 0 && a.n_head <= kMaxDim,
             layer + "head counts must be positive");
     require(a.n_head % a.n_head_kv == 0, layer + "num_attention_heads (" +

@@ -8,6 +8,7 @@
 #include <numbers>
 
 #include "ecomla/kv_cache.h"
+#include "ecomla/mla_attention.h"
 #include "ecomla/model.h"
 
 namespace ecomla {
@@ -151,8 +152,13 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer) {
   input_layernorm =
       register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
-  self_attn =
-      register_module("self_attn", GqaAttention(config.attention.at(layer), config.hidden_size));
+  const AttentionSpec& spec = config.attention.at(layer);
+  if (const auto* gqa = std::get_if<GqaSpec>(&spec)) {
+    self_attn = register_module("self_attn", GqaAttention(*gqa, config.hidden_size));
+  } else {
+    mla = register_module("mla",
+                          MlaAttention(std::get<MlaSpec>(spec), config.hidden_size, config.rope));
+  }
   post_attention_layernorm =
       register_module("post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
   mlp = register_module("mlp", Mlp(config.hidden_size, config.intermediate_size));
@@ -160,12 +166,20 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer) {
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables& rope,
                                         KvCache* cache, int64_t layer) {
-  const torch::Tensor h = x + self_attn(input_layernorm(x), rope, cache, layer);
+  const torch::Tensor normed = input_layernorm(x);
+  const torch::Tensor h =
+      x + (self_attn ? self_attn->forward(normed, rope, cache, layer)
+                     : mla->forward(normed, cache ? &cache->mla_layer(layer) : nullptr));
   return h + mlp(post_attention_layernorm(h));
 }
 
-LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& config)
-    : rotary_(config.attention.at(0).head_dim, config.rope) {
+LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& config) {
+  for (const AttentionSpec& spec : config.attention) {
+    if (const auto* gqa = std::get_if<GqaSpec>(&spec)) {
+      rotary_.emplace(gqa->head_dim, config.rope);  // validate(): they share one head_dim
+      break;
+    }
+  }
   embed_tokens =
       register_module("embed_tokens", torch::nn::Embedding(config.vocab_size, config.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
@@ -179,7 +193,7 @@ torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& tokens, KvCache* c
   torch::Tensor h = embed_tokens(tokens);  // [B, T, D]
   const torch::Tensor positions =
       torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong).device(h.device()));
-  const RopeTables rope = rotary_.tables(positions, h.scalar_type());
+  const RopeTables rope = rotary_ ? rotary_->tables(positions, h.scalar_type()) : RopeTables{};
   for (size_t i = 0; i < layers->size(); ++i) {
     h = layers->at<DecoderLayerImpl>(i).forward(h, rope, cache, static_cast<int64_t>(i));
   }
@@ -193,14 +207,29 @@ std::map<std::string, std::vector<int64_t>> llama_parameter_shapes(const ModelCo
       {"model.embed_tokens.weight", {c.vocab_size, d}}, {"model.norm.weight", {d}}};
   if (!c.tie_word_embeddings) shapes["lm_head.weight"] = {c.vocab_size, d};
   for (int64_t i = 0; i < c.n_layer; ++i) {
-    const GqaSpec& a = c.attention.at(i);
     const std::string p = "model.layers." + std::to_string(i) + ".";
     shapes[p + "input_layernorm.weight"] = {d};
     shapes[p + "post_attention_layernorm.weight"] = {d};
-    shapes[p + "self_attn.q_proj.weight"] = {a.n_head * a.head_dim, d};
-    shapes[p + "self_attn.k_proj.weight"] = {a.n_head_kv * a.head_dim, d};
-    shapes[p + "self_attn.v_proj.weight"] = {a.n_head_kv * a.head_dim, d};
-    shapes[p + "self_attn.o_proj.weight"] = {d, a.n_head * a.head_dim};
+    if (const auto* a = std::get_if<GqaSpec>(&c.attention.at(i))) {
+      shapes[p + "self_attn.q_proj.weight"] = {a->n_head * a->head_dim, d};
+      shapes[p + "self_attn.k_proj.weight"] = {a->n_head_kv * a->head_dim, d};
+      shapes[p + "self_attn.v_proj.weight"] = {a->n_head_kv * a->head_dim, d};
+      shapes[p + "self_attn.o_proj.weight"] = {d, a->n_head * a->head_dim};
+    } else {
+      const auto& m = std::get<MlaSpec>(c.attention.at(i));
+      const int64_t dqk = m.dim_nope + m.dim_rope;
+      if (m.rank_q == 0) {
+        shapes[p + "mla.q_proj.weight"] = {m.n_head * dqk, d};
+      } else {
+        shapes[p + "mla.q_a_proj.weight"] = {m.rank_q, d};
+        shapes[p + "mla.q_b_proj.weight"] = {m.n_head * dqk, m.rank_q};
+        if (m.latent_norm) shapes[p + "mla.q_a_layernorm.weight"] = {m.rank_q};
+      }
+      shapes[p + "mla.kv_a_proj_with_mqa.weight"] = {m.rank_kv + m.dim_rope, d};
+      if (m.latent_norm) shapes[p + "mla.kv_a_layernorm.weight"] = {m.rank_kv};
+      shapes[p + "mla.kv_b_proj.weight"] = {m.n_head * (m.dim_nope + m.dim_v), m.rank_kv};
+      shapes[p + "mla.out_proj.weight"] = {d, m.n_head * m.dim_v};
+    }
     shapes[p + "mlp.gate_proj.weight"] = {f, d};
     shapes[p + "mlp.up_proj.weight"] = {f, d};
     shapes[p + "mlp.down_proj.weight"] = {d, f};

@@ -10,21 +10,10 @@
 
 namespace ecomla {
 
-void MlaSpec::validate() const {
-  auto require = [](bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument("MLA spec: " + what);
-  };
-  require(n_head > 0, "n_head must be positive");
-  require(rank_q >= 0, "q_lora_rank must be >= 0");
-  require(rank_kv > 0, "kv_lora_rank must be positive");
-  require(dim_rope > 0 && dim_rope % 2 == 0, "qk_rope_head_dim must be even and positive");
-  require(dim_nope >= 0 && dim_v > 0, "qk_nope_head_dim >= 0 and v_head_dim > 0 required");
-}
-
 MlaLayerCache::MlaLayerCache(const MlaSpec& spec, int64_t batch, int64_t capacity,
-                             at::ScalarType dtype)
-    : latent(at::zeros({batch, capacity, spec.rank_kv}, dtype)),
-      k_pe(at::zeros({batch, capacity, spec.dim_rope}, dtype)) {}
+                             at::ScalarType dtype, at::Device device)
+    : latent(at::zeros({batch, capacity, spec.rank_kv}, at::TensorOptions(dtype).device(device))),
+      k_pe(at::zeros({batch, capacity, spec.dim_rope}, at::TensorOptions(dtype).device(device))) {}
 
 torch::Tensor apply_interleaved_rope(const torch::Tensor& x, const RopeTables& rope) {
   const int64_t d = x.size(-1);
@@ -115,6 +104,11 @@ torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* c
   if (kv_a_layernorm) latent = kv_a_layernorm(latent);
   torch::Tensor k_pe = apply_interleaved_rope(compressed.narrow(-1, spec_.rank_kv, dr), rope);
   if (cache) {  // only the latent and the shared RoPE key are kept
+    if (past + t > cache->latent.size(1)) {
+      throw std::length_error("KV cache full: " + std::to_string(past) + " + " + std::to_string(t) +
+                              " tokens exceed the capacity of " +
+                              std::to_string(cache->latent.size(1)));
+    }
     cache->latent.narrow(1, past, t).copy_(latent);
     cache->k_pe.narrow(1, past, t).copy_(k_pe);
     cache->length += t;

@@ -59,7 +59,7 @@ TEST_F(Checkpoints, ConfigAndTokenizerSurviveBothFormats) {
   for (const auto& path : {dir_ / "tiny.gguf", dir_ / "hf"}) {
     const ModelConfig c = load_config(path);
     EXPECT_EQ(c.hidden_size, config_.hidden_size);
-    EXPECT_EQ(c.attention[1].n_head_kv, 2);
+    EXPECT_EQ(std::get<GqaSpec>(c.attention[1]).n_head_kv, 2);
     EXPECT_EQ(c.tie_word_embeddings, true);
     EXPECT_NEAR(c.rms_norm_eps, 1e-5, 1e-10);
     LoadedModel loaded = load_model(path);

@@ -100,3 +100,58 @@ TEST(MlaAttention, ParameterNamesFollowXEcoMla) {
 
 }  // namespace
 }  // namespace ecomla
+
+#include "ecomla/kv_cache.h"
+#include "ecomla/weights.h"
+#include "support/tiny_model.h"
+
+namespace ecomla {
+namespace {
+
+// The tiny config with its last layer (or every layer) turned into MLA.
+ModelConfig hybrid_config(bool all_mla) {
+  ModelConfig c = test::tiny_config();
+  const MlaSpec mla{4, 16, 8, 4, 4, 8, true, 1e-6};
+  c.attention.back() = mla;
+  if (all_mla) c.attention.front() = mla;
+  return c;
+}
+
+class HybridModel : public testing::TestWithParam<bool> {};
+
+TEST_P(HybridModel, ParametersCacheSizeAndDecodingAgree) {
+  const ModelConfig config = hybrid_config(GetParam());
+  LlamaForCausalLM model = test::random_model(config);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  int64_t n = 0;
+  for (const auto& p : model->named_parameters()) {
+    shapes[p.key()] = p.value().sizes().vec();
+    n += p.value().numel();
+  }
+  EXPECT_EQ(shapes, llama_parameter_shapes(config));
+  EXPECT_TRUE(shapes.contains("model.layers.1.mla.kv_b_proj.weight"));
+  EXPECT_EQ(n, config.parameter_count());
+  EXPECT_EQ(config.layer_kv_values_per_token(1), 8 + 4);  // latent + shared RoPE key
+  EXPECT_EQ(config.kv_values_per_token(), (GetParam() ? 12 : 2 * 2 * 8) + 12);
+
+  torch::NoGradGuard no_grad;
+  const at::Tensor tokens = at::randint(0, config.vocab_size, {2, 9}, at::kLong);
+  const at::Tensor full = model->forward(tokens);
+  KvCache cache(config, 2, 12, at::kFloat);
+  std::vector<at::Tensor> parts = {model->forward(tokens.narrow(1, 0, 4), &cache),
+                                   model->forward(tokens.narrow(1, 4, 2), &cache)};
+  for (int64_t i = 6; i < 9; ++i) parts.push_back(model->forward(tokens.narrow(1, i, 1), &cache));
+  EXPECT_TRUE(at::allclose(at::cat(parts, 1), full, 1e-5, 1e-4));
+  EXPECT_EQ(cache.bytes_used(), 2 * 9 * config.kv_values_per_token() * 4);
+  cache.truncate(4);  // rewinding the cache and decoding again gives the same logits
+  EXPECT_TRUE(at::allclose(model->forward(tokens.narrow(1, 4, 2), &cache), parts[1], 1e-5, 1e-4));
+
+  LlamaForCausalLM copy(config);  // the state dict loads back through the usual checks
+  load_weights(*copy, MemoryWeightSource(state_dict(*model)));
+  EXPECT_TRUE(at::equal(copy->forward(tokens), full));
+}
+
+INSTANTIATE_TEST_SUITE_P(HybridAndFullMla, HybridModel, testing::Bool());
+
+}  // namespace
+}  // namespace ecomla

@@ -53,11 +53,11 @@ TEST(Attention, MatchesNaiveReference) {
   torch::NoGradGuard no_grad;
   auto& layer = model->model->layers->at<DecoderLayerImpl>(0);
   const at::Tensor x = at::randn({2, 7, config.hidden_size});
-  const RotaryEmbedding rotary(config.attention[0].head_dim, config.rope);
+  const GqaSpec& spec = std::get<GqaSpec>(config.attention[0]);
+  const RotaryEmbedding rotary(spec.head_dim, config.rope);
   const RopeTables rope = rotary.tables(at::arange(7), at::kFloat);
   const at::Tensor got = layer.self_attn->forward(x, rope, nullptr, 0);
-  const at::Tensor want =
-      naive_attention(*layer.self_attn, config.attention[0], config.rope.theta, x);
+  const at::Tensor want = naive_attention(*layer.self_attn, spec, config.rope.theta, x);
   EXPECT_TRUE(at::allclose(got, want, 1e-5, 1e-5)) << (got - want).abs().max().item<float>();
 }
 
@@ -119,7 +119,7 @@ TEST(Model, ParameterNamesAreHuggingFaces) {
 
 TEST(Model, InvalidConfigsAreRejected) {
   ModelConfig c = test::tiny_config();
-  c.attention[1].n_head = 3;  // not a multiple of 2 KV heads
+  std::get<GqaSpec>(c.attention[1]).n_head = 3;  // not a multiple of 2 KV heads
   EXPECT_THROW(LlamaForCausalLM{c}, std::invalid_argument);
   c = test::tiny_config();
   c.attention.pop_back();

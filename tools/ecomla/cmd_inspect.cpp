@@ -8,12 +8,25 @@ namespace {
 
 nlohmann::json describe(const std::string& path, const ModelConfig& c) {
   nlohmann::json layers = nlohmann::json::array();
-  for (const GqaSpec& a : c.attention) {
-    layers.push_back({{"kind", a.n_head == a.n_head_kv ? "mha" : "gqa"},
-                      {"n_head", a.n_head},
-                      {"n_head_kv", a.n_head_kv},
-                      {"head_dim", a.head_dim},
-                      {"kv_values_per_token", 2 * a.n_head_kv * a.head_dim}});
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const int64_t kv = c.layer_kv_values_per_token(i);
+    if (const auto* a = std::get_if<GqaSpec>(&c.attention[i])) {
+      layers.push_back({{"kind", a->n_head == a->n_head_kv ? "mha" : "gqa"},
+                        {"n_head", a->n_head},
+                        {"n_head_kv", a->n_head_kv},
+                        {"head_dim", a->head_dim},
+                        {"kv_values_per_token", kv}});
+    } else {
+      const auto& m = std::get<MlaSpec>(c.attention[i]);
+      layers.push_back({{"kind", "mla"},
+                        {"n_head", m.n_head},
+                        {"q_lora_rank", m.rank_q},
+                        {"kv_lora_rank", m.rank_kv},
+                        {"qk_rope_head_dim", m.dim_rope},
+                        {"qk_nope_head_dim", m.dim_nope},
+                        {"v_head_dim", m.dim_v},
+                        {"kv_values_per_token", kv}});
+    }
   }
   const int64_t kv = c.kv_values_per_token();
   return {{"path", path},
@@ -46,6 +59,14 @@ void print_human(const nlohmann::json& j) {
   const auto& layers = j["layers"];
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& l = layers[i];
+    if (l["kind"] == "mla") {
+      fmt::print(
+          "  {:3d}  mla  heads {} q_rank {} kv_rank {} rope {} nope {} v {}  kv values/token {}\n",
+          i, l["n_head"].get<int>(), l["q_lora_rank"].get<int>(), l["kv_lora_rank"].get<int>(),
+          l["qk_rope_head_dim"].get<int>(), l["qk_nope_head_dim"].get<int>(),
+          l["v_head_dim"].get<int>(), l["kv_values_per_token"].get<int>());
+      continue;
+    }
     fmt::print("  {:3d}  {}  heads {} kv_heads {} head_dim {}  kv values/token {}\n", i,
                l["kind"].get<std::string>(), l["n_head"].get<int>(), l["n_head_kv"].get<int>(),
                l["head_dim"].get<int>(), l["kv_values_per_token"].get<int>());
