@@ -62,6 +62,10 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   RopeConfig rope;
   std::vector<AttentionSpec> attention;  // one per layer
+  // The teacher attention the MLA layers were converted from (X-EcoMLA keeps it in config.json
+  // and as llama_num_key_value_heads); set by the converter and by the Hugging Face reader for
+  // folders with MLA layers, unset when unknown.
+  std::optional<GqaSpec> source_attention;
 
   // Sanity bounds on sizes read from files, checked before anything is allocated.
   static constexpr int64_t kMaxLayers = 1024;

@@ -72,6 +72,13 @@ void ModelConfig::validate() const {
               (rope.high_freq_factor != rope.low_freq_factor && rope.original_context > 0),
           "llama3 rope scaling needs high_freq_factor != low_freq_factor and a positive "
           "original_max_position_embeddings");
+  if (source_attention) {
+    const GqaSpec& s = *source_attention;
+    require(s.n_head > 0 && s.n_head <= kMaxDim && s.n_head_kv > 0 && s.n_head % s.n_head_kv == 0,
+            "source attention: num_attention_heads must be a positive multiple of "
+            "num_key_value_heads");
+    require(s.head_dim > 0 && s.head_dim <= kMaxDim, "source attention: head_dim out of range");
+  }
   for (size_t i = 0; i < attention.size(); ++i) {
     const std::string layer = "layer " + std::to_string(i) + ": ";
     if (const auto* m = std::get_if<MlaSpec>(&attention[i])) {

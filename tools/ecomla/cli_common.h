@@ -12,6 +12,7 @@ namespace ecomla::cli {
 
 // Each subcommand adds itself to the app and sets its callback.
 void add_inspect(CLI::App& app);
+void add_convert(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_generate(CLI::App& app);

@@ -25,6 +25,7 @@ nlohmann::json describe(const std::string& path, const ModelConfig& c) {
                         {"qk_rope_head_dim", m.dim_rope},
                         {"qk_nope_head_dim", m.dim_nope},
                         {"v_head_dim", m.dim_v},
+                        {"latent_norm", m.latent_norm},
                         {"kv_values_per_token", kv}});
     }
   }
@@ -61,10 +62,12 @@ void print_human(const nlohmann::json& j) {
     const auto& l = layers[i];
     if (l["kind"] == "mla") {
       fmt::print(
-          "  {:3d}  mla  heads {} q_rank {} kv_rank {} rope {} nope {} v {}  kv values/token {}\n",
+          "  {:3d}  mla  heads {} q_rank {} kv_rank {} rope {} nope {} v {}{}  kv values/token "
+          "{}\n",
           i, l["n_head"].get<int>(), l["q_lora_rank"].get<int>(), l["kv_lora_rank"].get<int>(),
           l["qk_rope_head_dim"].get<int>(), l["qk_nope_head_dim"].get<int>(),
-          l["v_head_dim"].get<int>(), l["kv_values_per_token"].get<int>());
+          l["v_head_dim"].get<int>(), l["latent_norm"].get<bool>() ? " latent-norm" : "",
+          l["kv_values_per_token"].get<int>());
       continue;
     }
     fmt::print("  {:3d}  {}  heads {} kv_heads {} head_dim {}  kv values/token {}\n", i,

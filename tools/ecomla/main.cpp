@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   int threads = 0;
   app.add_option("--threads", threads, "CPU threads (default: all cores)");
   ecomla::cli::add_inspect(app);
+  ecomla::cli::add_convert(app);
   ecomla::cli::add_tokenize(app);
   ecomla::cli::add_perplexity(app);
   ecomla::cli::add_generate(app);

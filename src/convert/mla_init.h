@@ -1,0 +1,55 @@
+// The per-layer initialisations behind convert_to_mla (include/ecomla/convert.h): each turns
+// one GQA layer's weights into the weights of an MLA layer.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+
+#include "ecomla/config.h"
+#include "ecomla/convert.h"
+
+namespace ecomla::convert {
+
+// One GQA layer's projections, fp64, [out, in], Hugging Face (rotate_half) row order.
+struct GqaLayerWeights {
+  GqaSpec spec;
+  at::Tensor q, k, v, o;
+};
+
+// What one layer should become.
+struct MlaTarget {
+  RankChoice q, kv;
+  bool energy_ranks = true;  // false: the fixed ranks even when energies are given
+  int64_t dim_rope = 0, dim_nope = 0, dim_v = 0;
+  bool latent_norm = false;
+  int64_t rank_multiple = 8;
+  double key_weight = 1.0;
+};
+
+struct MlaLayerInit {
+  MlaSpec spec;
+  std::map<std::string, at::Tensor> weights;  // fp32, names below "mla." (e.g. "kv_b_proj.weight")
+  double q_energy = 1.0, kv_energy = 1.0, rope_energy = 1.0;
+};
+
+// The rank `choice` asks for given the singular values of the matrix it truncates: the fixed
+// rank, or (when `use_energy`) X-EcoMLA's energy rule; rounded up to `multiple`. Throws
+// std::invalid_argument naming `what` when it exceeds the number of singular values.
+int64_t choose_rank(const at::Tensor& singular_values, const RankChoice& choice, bool use_energy,
+                    int64_t multiple, const std::string& what);
+// Share of sum(sigma^2) in the first `rank` singular values.
+double energy_kept(const at::Tensor& singular_values, int64_t rank);
+
+// X-EcoMLA's weight-SVD initialisation (docs/x-ecomla-reference.md, section 2), exactly.
+MlaLayerInit xecomla_init(const GqaLayerWeights& w, const MlaTarget& target);
+
+// ecomla's activation-aware initialisation (docs/mla-init.md). `input_cov` is E[x x^T] of the
+// layer's attention input [D, D] fp64 (identity without calibration); `inv_freq` the model's
+// RoPE inverse frequencies for the head dim and `rope_inv_freq` those the MLA RoPE uses.
+MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& input_cov,
+                             const at::Tensor& inv_freq, const at::Tensor& rope_inv_freq,
+                             const MlaTarget& target);
+
+}  // namespace ecomla::convert
