@@ -51,6 +51,9 @@ struct ConvertOptions {
   int64_t rank_multiple = 8;
   // Activation init: weight of key errors against value errors (1 = the derived balance).
   double key_weight = 1.0;
+  // Activation init with calibration: refit out_proj by least squares to the original
+  // attention output of each converted layer.
+  bool fit_output = true;
 };
 
 // Calibration text for the activation init: token sequences [N, T].

@@ -34,6 +34,9 @@ public:
   MlaAttentionImpl(const MlaSpec& spec, int64_t hidden_size, const RopeConfig& rope);
   // x [B, T, D] -> [B, T, D]; positions start at the cache length (0 without a cache).
   torch::Tensor forward(const torch::Tensor& x, MlaLayerCache* cache = nullptr);
+  // The attention output of every head before out_proj, [B, T, H * Dv] (conversion fits
+  // out_proj to it).
+  torch::Tensor head_outputs(const torch::Tensor& x, MlaLayerCache* cache = nullptr);
   const MlaSpec& spec() const { return spec_; }
 
   Projection q_proj{nullptr};                               // rank_q == 0

@@ -103,6 +103,27 @@ public:
     }
     return sum / static_cast<double>(hidden_.size(0) * hidden_.size(1));
   }
+  // Least-squares out_proj for a converted layer: argmin_W E|W o - y|^2 over the calibration
+  // tokens, o the MLA head outputs and y the original attention output on the same inputs.
+  at::Tensor fit_output_projection(DecoderLayerImpl& original, DecoderLayerImpl& converted,
+                                   int64_t index) const {
+    const RopeTables rope = rope_.tables(hidden_.size(1));
+    const int64_t d = hidden_.size(-1);
+    at::Tensor oo, yo;
+    for (int64_t b = 0; b < hidden_.size(0); b += kBatch) {
+      const at::Tensor x = original.input_layernorm(hidden_.narrow(0, b, batch(b)));
+      const at::Tensor o =
+          converted.mla->head_outputs(x).reshape({-1, converted.mla->out_proj->weight.size(1)});
+      const at::Tensor y = original.self_attn->forward(x, rope, nullptr, index).reshape({-1, d});
+      const at::Tensor oo_part = at::matmul(o.t(), o).to(at::kDouble);
+      const at::Tensor yo_part = at::matmul(y.t(), o).to(at::kDouble);
+      oo = oo.defined() ? oo + oo_part : oo_part;
+      yo = yo.defined() ? yo + yo_part : yo_part;
+    }
+    const double ridge = 1e-6 * oo.diagonal().mean().item<double>();
+    const at::Tensor eye = at::eye(oo.size(0), at::kDouble);
+    return at::linalg_solve(oo + ridge * eye, yo.t()).t().to(at::kFloat).contiguous();
+  }
   void advance(DecoderLayerImpl& layer, int64_t index) {
     const RopeTables rope = rope_.tables(hidden_.size(1));
     for (int64_t b = 0; b < hidden_.size(0); b += kBatch) {
@@ -278,6 +299,11 @@ Conversion convert_to_mla(LlamaForCausalLM source, const ConvertOptions& options
     if (stream) {
       if (mla.contains(l)) {
         DecoderLayer converted_layer = make_layer(converted, l, weights);
+        if (options.fit_output) {
+          at::Tensor& w_o = weights[fmt::format("model.layers.{}.mla.out_proj.weight", l)];
+          w_o = stream->fit_output_projection(layer, *converted_layer, l);
+          converted_layer->mla->out_proj->weight.copy_(w_o);
+        }
         stream->advance(*converted_layer, l);
       } else {
         stream->advance(layer, l);

@@ -86,6 +86,10 @@ torch::Tensor MlaAttentionImpl::absorbed_attention(const torch::Tensor& q_nope,
 }
 
 torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* cache) {
+  return out_proj(head_outputs(x, cache));
+}
+
+torch::Tensor MlaAttentionImpl::head_outputs(const torch::Tensor& x, MlaLayerCache* cache) {
   const int64_t b = x.size(0), t = x.size(1), h = spec_.n_head;
   const int64_t dn = spec_.dim_nope, dr = spec_.dim_rope, dv = spec_.dim_v;
   const int64_t past = cache ? cache->length : 0;
@@ -119,7 +123,7 @@ torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* c
   const torch::Tensor q_nope = q.narrow(-1, 0, dn);  // [B, H, T, Dn]
   const torch::Tensor out = t == 1 ? absorbed_attention(q_nope, q_pe, latent, k_pe, scale)
                                    : expanded_attention(q_nope, q_pe, latent, k_pe, past, scale);
-  return out_proj(out.transpose(1, 2).reshape({b, t, h * dv}));
+  return out.transpose(1, 2).reshape({b, t, h * dv});
 }
 
 }  // namespace ecomla

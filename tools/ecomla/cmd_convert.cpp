@@ -20,7 +20,8 @@ struct Args {
   int64_t q_rank = 0, kv_rank = 0, rope_dim = 0, nope_dim = 0, v_dim = 0;
   int64_t calib_tokens = 0, calib_ctx = 0;
   double q_energy = 0, kv_energy = 0, kv_budget = 0;
-  bool latent_norm = false, json = false;
+  bool latent_norm = false, json = false, no_output_fit = false;
+  double key_weight = 1.0;
 };
 
 // The YAML file (if any), then every option given on the command line over it.
@@ -50,6 +51,8 @@ ConvertConfig merged_config(const Args& a, const CLI::App& cmd, int64_t n_layer)
   if (given("--nope-dim")) o.dim_nope = a.nope_dim;
   if (given("--v-dim")) o.dim_v = a.v_dim;
   if (given("--latent-norm")) o.latent_norm = a.latent_norm;
+  if (given("--no-output-fit")) o.fit_output = false;
+  if (given("--key-weight")) o.key_weight = a.key_weight;
   if (given("--calib")) c.calib = a.calib;
   if (given("--calib-tokens")) c.calib_tokens = a.calib_tokens;
   if (given("--calib-ctx")) c.calib_ctx = a.calib_ctx;
@@ -124,6 +127,11 @@ void add_convert(CLI::App& app) {
   cmd->add_option("--nope-dim", a.nope_dim, "qk_nope_head_dim (default: chosen by the init)");
   cmd->add_option("--v-dim", a.v_dim, "v_head_dim (default: the head dim)");
   cmd->add_flag("--latent-norm", a.latent_norm, "RMSNorm on the q and kv latents");
+  cmd->add_flag("--no-output-fit", a.no_output_fit,
+                "Activation init: keep o_proj instead of refitting it on the calibration text");
+  cmd->add_option("--key-weight", a.key_weight,
+                  "Activation init: weight of key errors against value errors")
+      ->capture_default_str();
   cmd->add_option("--calib", a.calib, "Calibration text for the activation init");
   cmd->add_option("--calib-tokens", a.calib_tokens, "Calibration tokens (default 16384)");
   cmd->add_option("--calib-ctx", a.calib_ctx, "Tokens per calibration sequence (default 512)");
