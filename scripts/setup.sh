@@ -86,11 +86,20 @@ fi
 cmake --build "$build_dir" --parallel "$(nproc)"
 
 # --- the main job ----------------------------------------------------------------------------
+# Convert the default model to MLA at half the KV cache with the default (activation) init,
+# calibrated on wikitext-2 validation, and compare wikitext-2 test perplexity before and after.
 if ((run_demo)); then
   model="models/$model_file"
+  converted="models/SmolLM2-135M-Instruct-mla-kv50"
+  data=../shared/data/wikitext2
   step "ecomla inspect $model"
   "$build_dir/ecomla" inspect "$model"
-  step "ecomla perplexity (wikitext-2 test, 20 chunks of 512 tokens, bf16)"
-  "$build_dir/ecomla" perplexity "$model" --text ../shared/data/wikitext2/test/wiki.test.tokens \
-    --ctx 512 --chunks 20 --dtype bf16
+  step "ecomla convert: MLA at 50% of the KV cache"
+  "$build_dir/ecomla" convert "$model" -o "$converted" --kv-budget 0.5 \
+    --calib "$data/validation/wiki.valid.tokens"
+  for m in "$model" "$converted"; do
+    step "ecomla perplexity $m (wikitext-2 test, 20 chunks of 512 tokens, bf16)"
+    "$build_dir/ecomla" perplexity "$m" --text "$data/test/wiki.test.tokens" \
+      --ctx 512 --chunks 20 --dtype bf16
+  done
 fi

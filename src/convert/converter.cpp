@@ -36,16 +36,29 @@ std::vector<int64_t> chosen_layers(const ModelConfig& config, const ConvertOptio
   return layers;
 }
 
+// Values per token and layer a KV budget allows.
+int64_t budget_values(const GqaSpec& spec, const ConvertOptions& o) {
+  return static_cast<int64_t>(*o.kv_budget * 2.0 *
+                              static_cast<double>(spec.n_head_kv * spec.head_dim));
+}
+
+// X-EcoMLA keeps half the head for RoPE. The activation init keeps every original RoPE pair
+// (the whole head dim) unless a budget would leave the latent less than half of that; then it
+// halves the RoPE key (keeping every other pair) until it fits.
 int64_t rope_dim(const GqaSpec& spec, const ConvertOptions& o) {
-  return o.dim_rope > 0 ? o.dim_rope : spec.head_dim / 2;
+  if (o.dim_rope > 0) return o.dim_rope;
+  if (o.init == MlaInit::kXEcoMla) return spec.head_dim / 2;
+  int64_t dim = spec.head_dim;
+  if (o.kv_budget) {
+    while (dim > 2 && dim % 4 == 0 && budget_values(spec, o) - dim < dim / 2) dim /= 2;
+  }
+  return dim;
 }
 
 // The kv rank a layer gets from a KV budget: the budget's share of the original cache, less
 // the RoPE key, rounded down to the rank multiple when that leaves something.
 int64_t budget_rank(const GqaSpec& spec, const ConvertOptions& o) {
-  const int64_t values = static_cast<int64_t>(*o.kv_budget * 2.0 *
-                                              static_cast<double>(spec.n_head_kv * spec.head_dim));
-  const int64_t rank = values - rope_dim(spec, o);
+  const int64_t rank = budget_values(spec, o) - rope_dim(spec, o);
   return rank >= o.rank_multiple ? rank - rank % o.rank_multiple : rank;
 }
 
@@ -66,7 +79,8 @@ MlaTarget layer_target(const ModelConfig& config, const ConvertOptions& o, int64
     t.dim_nope = t.kv.energy ? spec.head_dim : std::min(spec.head_dim, t.kv.rank);
   }
   t.latent_norm = o.latent_norm;
-  t.rank_multiple = o.rank_multiple;
+  // A budget's rank is already rounded down; rounding it up again would break the budget.
+  t.rank_multiple = o.kv_budget ? 1 : o.rank_multiple;
   t.key_weight = o.key_weight;
   return t;
 }
@@ -115,12 +129,13 @@ public:
       const at::Tensor o =
           converted.mla->head_outputs(x).reshape({-1, converted.mla->out_proj->weight.size(1)});
       const at::Tensor y = original.self_attn->forward(x, rope, nullptr, index).reshape({-1, d});
-      const at::Tensor oo_part = at::matmul(o.t(), o).to(at::kDouble);
-      const at::Tensor yo_part = at::matmul(y.t(), o).to(at::kDouble);
+      // fp64 sums: the exact solution (nothing truncated) must come back as W_o.
+      const at::Tensor o64 = o.to(at::kDouble), y64 = y.to(at::kDouble);
+      const at::Tensor oo_part = at::matmul(o64.t(), o64), yo_part = at::matmul(y64.t(), o64);
       oo = oo.defined() ? oo + oo_part : oo_part;
       yo = yo.defined() ? yo + yo_part : yo_part;
     }
-    const double ridge = 1e-6 * oo.diagonal().mean().item<double>();
+    const double ridge = 1e-9 * oo.diagonal().mean().item<double>();
     const at::Tensor eye = at::eye(oo.size(0), at::kDouble);
     return at::linalg_solve(oo + ridge * eye, yo.t()).t().to(at::kFloat).contiguous();
   }
@@ -235,6 +250,12 @@ void validate_conversion(const ModelConfig& source, const ConvertOptions& o) {
     if (t.dim_v != dh) {
       throw std::invalid_argument(fmt::format(
           "v dim {} must equal the head dim {}: both inits keep the values whole", t.dim_v, dh));
+    }
+    if (o.init == MlaInit::kActivation && dh % t.dim_rope != 0) {
+      throw std::invalid_argument(fmt::format(
+          "rope dim {} must divide the head dim {}: the activation init keeps original RoPE "
+          "pairs at their frequencies, which needs head dim / rope dim to be whole",
+          t.dim_rope, dh));
     }
     if (o.init == MlaInit::kXEcoMla && t.dim_nope + t.dim_rope > dh) {
       throw std::invalid_argument(fmt::format(

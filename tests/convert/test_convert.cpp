@@ -211,7 +211,7 @@ TEST(Convert, HybridKeepsTheOtherLayersAndBudgetSetsTheRank) {
   LlamaForCausalLM source = test::random_model(config, 9);
   ConvertOptions o;
   o.mla_layers = {1};
-  o.kv_budget = 0.5;  // 32 values per token -> 16 = 12 latent (rounded down to 8) + 4 rope
+  o.kv_budget = 0.5;  // 32 values per token -> 16 = 8 latent + 8 rope (every pair kept)
   const Calibration calib = random_calibration(config);
   const Conversion conv = convert_to_mla(source, o, &calib);
   LlamaForCausalLM mla = conv.model;
@@ -219,8 +219,13 @@ TEST(Convert, HybridKeepsTheOtherLayersAndBudgetSetsTheRank) {
   EXPECT_TRUE(std::holds_alternative<GqaSpec>(c.attention[0]));
   const auto& spec = std::get<MlaSpec>(c.attention[1]);
   EXPECT_EQ(spec.rank_kv, 8);
-  EXPECT_EQ(spec.dim_rope, 4);
-  EXPECT_EQ(c.kv_values_per_token(), 32 + 12);
+  EXPECT_EQ(spec.dim_rope, 8);
+  EXPECT_EQ(c.kv_values_per_token(), 32 + 16);
+  o.kv_budget = 0.25;  // 8 values: a full-head RoPE key would leave no latent, so half of it
+  const Conversion quarter_conv = convert_to_mla(source, o, &calib);
+  const auto& quarter = std::get<MlaSpec>(quarter_conv.layers[0].spec);
+  EXPECT_EQ(quarter.dim_rope, 4);
+  EXPECT_EQ(quarter.rank_kv, 4);
   for (const auto& p : source->named_parameters()) {
     if (p.key().find("layers.1.self_attn") != std::string::npos) continue;
     EXPECT_TRUE(at::equal(param(mla, p.key()), p.value())) << p.key();
@@ -249,11 +254,12 @@ TEST(Convert, RejectsBadOptionsBeforeAnyWork) {
   expect_error([](ConvertOptions& o) { o.q.rank = 40; }, "exceeds the rank of W_q");
   expect_error([](ConvertOptions& o) { o.dim_rope = 3; }, "must be even");
   expect_error([](ConvertOptions& o) { o.dim_rope = 10; }, "at most the head dim");
+  expect_error([](ConvertOptions& o) { o.dim_rope = 6; }, "must divide the head dim");
   expect_error([](ConvertOptions& o) { o.dim_nope = 9; }, "nope dim");
   expect_error([](ConvertOptions& o) { o.dim_v = 4; }, "v dim");
   expect_error([](ConvertOptions& o) { o.kv_budget = 0.5; }, "exactly one");
   expect_error([](ConvertOptions& o) { o.kv = {0, 1.5}; }, "--kv-energy");
-  expect_error([](ConvertOptions& o) { o.kv.rank = 0, o.kv_budget = 0.1; }, "leaves no latent");
+  expect_error([](ConvertOptions& o) { o.kv.rank = 0, o.kv_budget = 0.05; }, "leaves no latent");
   expect_error([](ConvertOptions& o) { o.init = MlaInit::kXEcoMla, o.dim_nope = 6; }, "exceed");
   ModelConfig other = config;
   other.architecture = "gpt2";

@@ -21,7 +21,7 @@ struct Args {
   int64_t calib_tokens = 0, calib_ctx = 0;
   double q_energy = 0, kv_energy = 0, kv_budget = 0;
   bool latent_norm = false, json = false, no_output_fit = false;
-  double key_weight = 1.0;
+  double key_weight = 0.3;
 };
 
 // The YAML file (if any), then every option given on the command line over it.

@@ -1,0 +1,126 @@
+// Conversion of the real default model (SmolLM2-135M-Instruct): the X-EcoMLA init against an
+// independent implementation, and the activation init end to end through the CLI.
+//
+// Reference: an independent implementation of the X-EcoMLA init (all 30 layers, q rank 400,
+// kv rank 160, rope 32, nope 32, v 64) gives perplexity 10,771 on the first 20 chunks of
+// wikitext-2 test at ctx 512 (issue 4); the original model gives 23.0.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "ecomla/convert.h"
+#include "ecomla/model_loader.h"
+#include "ecomla/perplexity.h"
+#include "support/tiny_model.h"
+
+namespace ecomla {
+namespace {
+
+constexpr double kXEcoMlaReferencePpl = 10771.0;
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::pair<int, std::string> run_cli(const std::string& args) {
+  const std::string command = std::string(ECOMLA_CLI) + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+std::vector<int32_t> test_tokens(const Tokenizer& tokenizer) {
+  return tokenizer.encode(
+      read_all(std::string(ECOMLA_SHARED_DATA) + "/wikitext2/test/wiki.test.tokens"), true);
+}
+
+double ppl(LlamaForCausalLM model, const std::vector<int32_t>& tokens, int64_t chunks) {
+  PerplexityOptions options;
+  options.ctx = 512;
+  options.max_chunks = chunks;
+  return perplexity(model, tokens, options).ppl;
+}
+
+TEST(ConvertRealModel, XEcoMlaInitMatchesAnIndependentImplementation) {
+  LoadedModel loaded = load_model(ECOMLA_TEST_MODEL);
+  ConvertOptions o;
+  o.init = MlaInit::kXEcoMla;
+  o.q.rank = 400;
+  o.kv.rank = 160;
+  o.dim_rope = 32;
+  o.dim_nope = 32;
+  const Conversion conv = convert_to_mla(loaded.model, o);
+  EXPECT_EQ(conv.model->config().kv_values_per_token(), 30 * (160 + 32));
+  const double p = ppl(conv.model, test_tokens(loaded.tokenizer), 20);
+  EXPECT_NEAR(p, kXEcoMlaReferencePpl, 0.01 * kXEcoMlaReferencePpl);
+}
+
+class ConvertCli : public testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    const std::string args = std::string("convert ") + ECOMLA_TEST_MODEL + " -o " +
+                             (*dir_ / "mla").string() + " --kv-budget 0.5 --calib " +
+                             ECOMLA_SHARED_DATA + "/wikitext2/validation/wiki.valid.tokens" +
+                             " --calib-tokens 4096 --save-dtype BF16 --json";
+    std::tie(status_, report_) = run_cli(args);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static inline test::TempDir* dir_ = nullptr;
+  static inline int status_ = -1;
+  static inline std::string report_;
+};
+
+TEST_F(ConvertCli, ReportsAndSavesHalfTheKvCache) {
+  ASSERT_EQ(status_, 0);
+  const auto j = nlohmann::json::parse(report_);
+  EXPECT_EQ(j["kv_values_per_token_before"], 30 * 384);
+  EXPECT_EQ(j["kv_values_per_token"], 30 * 192);
+  EXPECT_DOUBLE_EQ(j["kv_ratio"].get<double>(), 0.5);
+  EXPECT_EQ(j["calibration_tokens"], 4096);
+  ASSERT_EQ(j["layers"].size(), 30u);
+  EXPECT_EQ(nlohmann::json::parse(read_all((*dir_ / "mla/conversion.json").string())), j);
+
+  const auto [status, out] = run_cli("inspect --json " + (*dir_ / "mla").string());
+  ASSERT_EQ(status, 0);
+  const auto inspect = nlohmann::json::parse(out);
+  EXPECT_EQ(inspect["kv_values_per_token"], 30 * 192);
+  EXPECT_EQ(inspect["layers"][7]["kind"], "mla");
+}
+
+TEST_F(ConvertCli, KeepsMostOfTheQualityAndGenerates) {
+  ASSERT_EQ(status_, 0);
+  LoadedModel original = load_model(ECOMLA_TEST_MODEL);
+  LoadedModel converted = load_model(*dir_ / "mla");
+  const std::vector<int32_t> tokens = test_tokens(original.tokenizer);
+  EXPECT_EQ(test_tokens(converted.tokenizer), tokens);  // the tokenizer travelled along
+  const double before = ppl(original.model, tokens, 4), after = ppl(converted.model, tokens, 4);
+  // The X-EcoMLA init is hundreds of times worse than the original here; the goal for this one
+  // is at most 1.5x at half the KV cache.
+  EXPECT_LT(after, 1.5 * before) << "original " << before << ", converted " << after;
+  EXPECT_GT(after, before * 0.95);
+
+  const auto [status, out] = run_cli("generate " + (*dir_ / "mla").string() +
+                                     " --chat --prompt 'Name a colour.' --temperature 0"
+                                     " --max-tokens 8");
+  EXPECT_EQ(status, 0);
+  EXPECT_FALSE(out.empty());
+}
+
+TEST(ConvertRealModelCli, BadOptionsFailBeforeLoading) {
+  const std::string model = ECOMLA_TEST_MODEL;
+  EXPECT_EQ(run_cli("convert " + model + " -o /tmp/never --kv-rank 9999").first, 1);
+  EXPECT_EQ(run_cli("convert " + model + " -o /tmp/never --kv-rank 64 --mla-layers 30").first, 1);
+  EXPECT_EQ(run_cli("convert " + model + " -o /tmp/never --kv-rank 64 --rope-dim 48").first, 1);
+  EXPECT_EQ(run_cli("convert " + model + " -o /tmp/never --init magic").first, 1);
+  EXPECT_FALSE(std::filesystem::exists("/tmp/never"));
+}
+
+}  // namespace
+}  // namespace ecomla
