@@ -16,6 +16,7 @@ struct GqaSpec {
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   int64_t head_dim = 0;
+  bool operator==(const GqaSpec&) const = default;
 };
 
 // Multi-head Latent Attention (DeepSeek-V2), X-EcoMLA's configuration keys in brackets.
@@ -32,6 +33,7 @@ struct MlaSpec {
   // Cached per token: the latent and the RoPE key shared by all heads.
   int64_t cache_values_per_token() const { return rank_kv + dim_rope; }
   void validate() const;  // std::invalid_argument naming the bad field
+  bool operator==(const MlaSpec&) const = default;
 };
 
 // One layer's attention; a hybrid model mixes both kinds.

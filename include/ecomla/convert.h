@@ -100,8 +100,8 @@ namespace ecomla {
 // calib_tokens, calib_ctx).
 struct ConvertConfig {
   ConvertOptions options;
-  std::string calib;  // calibration text file; empty: none
-  int64_t calib_tokens = 16384;
+  std::string calib;             // calibration text file; empty: none
+  int64_t calib_tokens = 65536;  // measured: 60 against 78 perplexity at 25% KV for 16384
   int64_t calib_ctx = 512;
   std::vector<std::string> ignored_keys;  // e.g. the training keys of an X-EcoMLA config
 };

@@ -16,27 +16,12 @@
 #include "ecomla/gguf_tokenizer.h"
 #include "ecomla/model_loader.h"
 #include "ecomla/perplexity.h"
+#include "support/tiny_model.h"
 
 namespace ecomla {
 namespace {
 
 constexpr double kLlamaCppPpl20Chunks = 23.04;
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Runs the CLI; returns its exit status and stdout.
-std::pair<int, std::string> run_cli(const std::string& args) {
-  const std::string command = std::string(ECOMLA_CLI) + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), out};
-}
 
 TEST(RealModel, TokenIdsMatchLlamaCpp) {
   const Tokenizer tok(tokenizer_spec_from_gguf(GgufFile::open(ECOMLA_TEST_MODEL)));
@@ -61,7 +46,7 @@ TEST(RealModel, PerplexityMatchesLlamaCpp) {
   LoadedModel loaded = load_model(ECOMLA_TEST_MODEL);
   ASSERT_FALSE(loaded.tokenizer.spec().add_bos);  // as llama.cpp reads it from the GGUF
   const std::string text =
-      read_all(std::string(ECOMLA_SHARED_DATA) + "/wikitext2/test/wiki.test.tokens");
+      test::read_text(std::string(ECOMLA_SHARED_DATA) + "/wikitext2/test/wiki.test.tokens");
   ASSERT_GT(text.size(), 1000000u);
   PerplexityOptions options;
   options.ctx = 512;
@@ -73,7 +58,7 @@ TEST(RealModel, PerplexityMatchesLlamaCpp) {
 }
 
 TEST(RealModel, CliInspectReportsKvSize) {
-  const auto [status, out] = run_cli(std::string("inspect --json ") + ECOMLA_TEST_MODEL);
+  const auto [status, out] = test::run_cli(std::string("inspect --json ") + ECOMLA_TEST_MODEL);
   ASSERT_EQ(status, 0);
   const auto j = nlohmann::json::parse(out);
   EXPECT_EQ(j["n_layer"], 30);
@@ -83,18 +68,18 @@ TEST(RealModel, CliInspectReportsKvSize) {
 }
 
 TEST(RealModel, CliGreedyChatAnswers) {
-  const auto [status, out] = run_cli(std::string("generate ") + ECOMLA_TEST_MODEL +
-                                     " --chat --prompt 'What is the capital of France?'"
-                                     " --temperature 0 --max-tokens 24");
+  const auto [status, out] = test::run_cli(std::string("generate ") + ECOMLA_TEST_MODEL +
+                                           " --chat --prompt 'What is the capital of France?'"
+                                           " --temperature 0 --max-tokens 24");
   ASSERT_EQ(status, 0);
   EXPECT_NE(out.find("Paris"), std::string::npos) << out;
 }
 
 TEST(RealModel, CliErrorsAreClear) {
-  EXPECT_EQ(run_cli("inspect /nonexistent.gguf").first, 1);
-  EXPECT_EQ(run_cli("perplexity").first, 106);  // CLI11 usage error: missing arguments
-  EXPECT_EQ(run_cli(std::string("perplexity ") + ECOMLA_TEST_MODEL + " --text " + ECOMLA_TEST_DATA +
-                    "/tokenizer_texts.txt --ctx 4096")
+  EXPECT_EQ(test::run_cli("inspect /nonexistent.gguf").first, 1);
+  EXPECT_EQ(test::run_cli("perplexity").first, 106);  // CLI11 usage error: missing arguments
+  EXPECT_EQ(test::run_cli(std::string("perplexity ") + ECOMLA_TEST_MODEL + " --text " +
+                          ECOMLA_TEST_DATA + "/tokenizer_texts.txt --ctx 4096")
                 .first,
             1);  // text shorter than two chunks
 }

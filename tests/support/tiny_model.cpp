@@ -5,6 +5,7 @@
 #include <torch/nn/init.h>
 
 #include <gtest/gtest.h>
+#include <cstdio>
 #include <fstream>
 #include <random>
 
@@ -104,6 +105,21 @@ void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& b
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()),
             static_cast<std::streamsize>(bytes.size()));
+}
+
+std::pair<int, std::string> run_cli(const std::string& args) {
+  const std::string command = std::string(ECOMLA_CLI) + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace ecomla::test

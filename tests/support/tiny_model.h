@@ -36,6 +36,10 @@ private:
 void expect_format_error(const std::function<void()>& action,
                          const std::vector<std::string>& needles);
 
+// Runs the ecomla CLI with `args` (stderr discarded); returns its exit status and stdout.
+std::pair<int, std::string> run_cli(const std::string& args);
+std::string read_text(const std::filesystem::path& path);
+
 std::vector<uint8_t> read_file(const std::filesystem::path& path);
 void write_file(const std::filesystem::path& path, const std::vector<uint8_t>& bytes);
 

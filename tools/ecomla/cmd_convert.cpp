@@ -133,7 +133,7 @@ void add_convert(CLI::App& app) {
                   "Activation init: weight of key errors against value errors")
       ->capture_default_str();
   cmd->add_option("--calib", a.calib, "Calibration text for the activation init");
-  cmd->add_option("--calib-tokens", a.calib_tokens, "Calibration tokens (default 16384)");
+  cmd->add_option("--calib-tokens", a.calib_tokens, "Calibration tokens (default 65536)");
   cmd->add_option("--calib-ctx", a.calib_ctx, "Tokens per calibration sequence (default 512)");
   cmd->add_option("--save-dtype", a.save_dtype, "F32, BF16 or F16")->capture_default_str();
   cmd->add_flag("--json", a.json, "Print the report as JSON on stdout");
