@@ -79,6 +79,9 @@ struct ModelConfig {
   int64_t kv_values_per_token() const;
   // Values cached per token by one layer.
   int64_t layer_kv_values_per_token(int64_t layer) const;
+  // What the model this one was converted from cached per token (its MLA layers as
+  // `source_attention`); nullopt when that is unknown.
+  std::optional<int64_t> source_kv_values_per_token() const;
   int64_t parameter_count() const;
   // Throws std::invalid_argument naming the first inconsistent field.
   void validate() const;

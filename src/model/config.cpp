@@ -22,6 +22,20 @@ int64_t ModelConfig::layer_kv_values_per_token(int64_t layer) const {
   return std::get<MlaSpec>(spec).cache_values_per_token();
 }
 
+std::optional<int64_t> ModelConfig::source_kv_values_per_token() const {
+  int64_t n = 0;
+  for (int64_t i = 0; i < static_cast<int64_t>(attention.size()); ++i) {
+    if (std::holds_alternative<GqaSpec>(attention[i])) {
+      n += layer_kv_values_per_token(i);
+    } else if (source_attention) {
+      n += 2 * source_attention->n_head_kv * source_attention->head_dim;
+    } else {
+      return std::nullopt;
+    }
+  }
+  return n;
+}
+
 int64_t ModelConfig::kv_values_per_token() const {
   int64_t n = 0;
   for (int64_t i = 0; i < static_cast<int64_t>(attention.size()); ++i) {

@@ -221,6 +221,7 @@ TEST(Convert, HybridKeepsTheOtherLayersAndBudgetSetsTheRank) {
   EXPECT_EQ(spec.rank_kv, 8);
   EXPECT_EQ(spec.dim_rope, 8);
   EXPECT_EQ(c.kv_values_per_token(), 32 + 16);
+  EXPECT_EQ(c.source_kv_values_per_token(), 32 + 32);
   o.kv_budget = 0.25;  // 8 values: a full-head RoPE key would leave no latent, so half of it
   const Conversion quarter_conv = convert_to_mla(source, o, &calib);
   const auto& quarter = std::get<MlaSpec>(quarter_conv.layers[0].spec);

@@ -76,6 +76,8 @@ TEST_F(ConvertCli, ReportsAndSavesHalfTheKvCache) {
   ASSERT_EQ(status, 0);
   const auto inspect = nlohmann::json::parse(out);
   EXPECT_EQ(inspect["kv_values_per_token"], 30 * 192);
+  EXPECT_EQ(inspect["kv_values_per_token_source"], 30 * 384);
+  EXPECT_DOUBLE_EQ(inspect["kv_ratio_to_source"].get<double>(), 0.5);
   EXPECT_EQ(inspect["layers"][7]["kind"], "mla");
 }
 

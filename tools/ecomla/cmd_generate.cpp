@@ -42,6 +42,15 @@ void add_generate(CLI::App& app) {
       fmt::print(stderr, "decoding with 4-bit weights ({} projections packed)\n",
                  loaded.model->pack_int4());
     }
+    const ModelConfig& config = loaded.model->config();
+    const int64_t kv = config.kv_values_per_token();
+    const int64_t bytes = kv * at::elementSize(loaded.model->parameters().front().scalar_type());
+    fmt::print(stderr, "KV cache: {} values = {} bytes per token", kv, bytes);
+    if (const auto before = config.source_kv_values_per_token(); before && *before != kv) {
+      fmt::print(stderr, ", {:.1f}% of the model it was converted from",
+                 100.0 * static_cast<double>(kv) / static_cast<double>(*before));
+    }
+    fmt::print(stderr, "\n");
     const std::string text =
         chat ? loaded.tokenizer.apply_chat_template({{"user", prompt}}, true) : prompt;
     const std::vector<int32_t> ids = loaded.tokenizer.encode(text, /*add_special=*/true,

@@ -30,6 +30,7 @@ nlohmann::json describe(const std::string& path, const ModelConfig& c) {
     }
   }
   const int64_t kv = c.kv_values_per_token();
+  const int64_t before = c.source_kv_values_per_token().value_or(kv);
   return {{"path", path},
           {"architecture", c.architecture},
           {"parameters", c.parameter_count()},
@@ -44,6 +45,8 @@ nlohmann::json describe(const std::string& path, const ModelConfig& c) {
           {"kv_values_per_token", kv},
           {"kv_bytes_per_token_16bit", kv * 2},
           {"kv_bytes_per_token_fp32", kv * 4},
+          {"kv_values_per_token_source", before},
+          {"kv_ratio_to_source", static_cast<double>(kv) / static_cast<double>(before)},
           {"layers", layers}};
 }
 
@@ -79,6 +82,11 @@ void print_human(const nlohmann::json& j) {
       "KV cache       {} values per token = {} bytes at 16 bit, {} bytes at fp32 "
       "({:.1f} MiB per 4096-token sequence at 16 bit)\n",
       kv, kv * 2, kv * 4, static_cast<double>(kv * 2 * 4096) / (1 << 20));
+  const auto before = j["kv_values_per_token_source"].get<int64_t>();
+  if (before != kv) {
+    fmt::print("               {:.1f}% of the model it was converted from ({} values per token)\n",
+               100.0 * j["kv_ratio_to_source"].get<double>(), before);
+  }
 }
 
 }  // namespace
