@@ -46,45 +46,34 @@ TEST(ConvertRealModel, XEcoMlaInitMatchesAnIndependentImplementation) {
   EXPECT_NEAR(p, kXEcoMlaReferencePpl, 0.01 * kXEcoMlaReferencePpl);
 }
 
-class ConvertCli : public testing::Test {
-protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    const std::string args = std::string("convert ") + ECOMLA_TEST_MODEL + " -o " +
-                             (*dir_ / "mla").string() + " --kv-budget 0.5 --calib " +
-                             ECOMLA_SHARED_DATA + "/wikitext2/validation/wiki.valid.tokens" +
-                             " --calib-tokens 8192 --save-dtype BF16 --json";
-    std::tie(status_, report_) = test::run_cli(args);
-  }
-  static void TearDownTestSuite() { delete dir_; }
-  static inline test::TempDir* dir_ = nullptr;
-  static inline int status_ = -1;
-  static inline std::string report_;
-};
-
-TEST_F(ConvertCli, ReportsAndSavesHalfTheKvCache) {
-  ASSERT_EQ(status_, 0);
-  const auto j = nlohmann::json::parse(report_);
+// One conversion through the CLI (64k tokens by default; 8k here to keep the test short),
+// then its report, the saved folder, quality and generation.
+TEST(ConvertCli, ConvertsReportsSavesKeepsQualityAndGenerates) {
+  const test::TempDir dir;
+  const std::string folder = (dir / "mla").string();
+  const auto [status, report] = test::run_cli(
+      std::string("convert ") + ECOMLA_TEST_MODEL + " -o " + folder + " --kv-budget 0.5 --calib " +
+      ECOMLA_SHARED_DATA + "/wikitext2/validation/wiki.valid.tokens" +
+      " --calib-tokens 8192 --save-dtype BF16 --json");
+  ASSERT_EQ(status, 0);
+  const auto j = nlohmann::json::parse(report);
   EXPECT_EQ(j["kv_values_per_token_before"], 30 * 384);
   EXPECT_EQ(j["kv_values_per_token"], 30 * 192);
   EXPECT_DOUBLE_EQ(j["kv_ratio"].get<double>(), 0.5);
   EXPECT_EQ(j["calibration_tokens"], 8192);
   ASSERT_EQ(j["layers"].size(), 30u);
-  EXPECT_EQ(nlohmann::json::parse(test::read_text((*dir_ / "mla/conversion.json").string())), j);
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(dir / "mla/conversion.json")), j);
 
-  const auto [status, out] = test::run_cli("inspect --json " + (*dir_ / "mla").string());
-  ASSERT_EQ(status, 0);
+  const auto [inspect_status, out] = test::run_cli("inspect --json " + folder);
+  ASSERT_EQ(inspect_status, 0);
   const auto inspect = nlohmann::json::parse(out);
   EXPECT_EQ(inspect["kv_values_per_token"], 30 * 192);
   EXPECT_EQ(inspect["kv_values_per_token_source"], 30 * 384);
   EXPECT_DOUBLE_EQ(inspect["kv_ratio_to_source"].get<double>(), 0.5);
   EXPECT_EQ(inspect["layers"][7]["kind"], "mla");
-}
 
-TEST_F(ConvertCli, KeepsMostOfTheQualityAndGenerates) {
-  ASSERT_EQ(status_, 0);
   LoadedModel original = load_model(ECOMLA_TEST_MODEL);
-  LoadedModel converted = load_model(*dir_ / "mla");
+  LoadedModel converted = load_model(folder);
   const std::vector<int32_t> tokens = test_tokens(original.tokenizer);
   EXPECT_EQ(test_tokens(converted.tokenizer), tokens);  // the tokenizer travelled along
   const double before = ppl(original.model, tokens, 4), after = ppl(converted.model, tokens, 4);
@@ -93,11 +82,10 @@ TEST_F(ConvertCli, KeepsMostOfTheQualityAndGenerates) {
   EXPECT_LT(after, 2.0 * before) << "original " << before << ", converted " << after;
   EXPECT_GT(after, before * 0.95);
 
-  const auto [status, out] = test::run_cli("generate " + (*dir_ / "mla").string() +
-                                           " --chat --prompt 'Name a colour.' --temperature 0"
-                                           " --max-tokens 8");
-  EXPECT_EQ(status, 0);
-  EXPECT_FALSE(out.empty());
+  const auto [generate_status, text] = test::run_cli(
+      "generate " + folder + " --chat --prompt 'Name a colour.' --temperature 0 --max-tokens 8");
+  EXPECT_EQ(generate_status, 0);
+  EXPECT_FALSE(text.empty());
 }
 
 TEST(ConvertRealModelCli, BadOptionsFailBeforeLoading) {
