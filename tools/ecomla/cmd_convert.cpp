@@ -145,7 +145,7 @@ void add_convert(CLI::App& app) {
     if (a.save_dtype != "F32" && a.save_dtype != "BF16" && a.save_dtype != "F16") {
       throw CLI::ValidationError("--save-dtype", "must be F32, BF16 or F16");
     }
-    LoadedModel loaded = load_for_compute(a.model, {"fp32", "cpu"});
+    // The calibration text is tokenized (and checked) before the weights are loaded.
     std::optional<Calibration> calibration;
     if (c.options.init == MlaInit::kActivation) {
       if (c.calib.empty()) {
@@ -153,12 +153,14 @@ void add_convert(CLI::App& app) {
                    "warning: no --calib text: the activation init weighs by the weights "
                    "alone; calibration text gives a much better model\n");
       } else {
-        const std::vector<int32_t> tokens = loaded.tokenizer.encode(read_text_file(c.calib), false);
+        const std::vector<int32_t> tokens =
+            load_tokenizer(a.model).encode(read_text_file(c.calib), false);
         calibration = make_calibration(tokens, c.calib_ctx, c.calib_tokens);
         fmt::print(stderr, "calibration: {} sequences of {} tokens from {}\n",
                    calibration->tokens.size(0), c.calib_ctx, c.calib);
       }
     }
+    LoadedModel loaded = load_for_compute(a.model, {"fp32", "cpu"});
     fmt::print(stderr, "converting with the {} init\n", mla_init_name(c.options.init));
     const auto t0 = std::chrono::steady_clock::now();
     ProgressBar bar;
