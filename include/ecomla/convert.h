@@ -83,8 +83,8 @@ struct Conversion {
 void validate_conversion(const ModelConfig& source, const ConvertOptions& options);
 
 // Converts the attention of the chosen layers of `source` (an fp32 model on the CPU; not
-// modified). `calibration` is needed by the activation init (without it the activations are
-// taken as white: the weights alone decide).
+// modified). `calibration` is needed by the activation init: without it the activations are
+// taken as white, which measured worse than the X-EcoMLA init (the CLI refuses it).
 Conversion convert_to_mla(LlamaForCausalLM source, const ConvertOptions& options,
                           const Calibration* calibration = nullptr,
                           const ProgressCallback& progress = {});

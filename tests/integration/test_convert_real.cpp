@@ -96,6 +96,7 @@ TEST(ConvertRealModelCli, BadOptionsFailBeforeLoading) {
   EXPECT_EQ(test::run_cli("convert " + model + " -o /tmp/never --kv-rank 64 --rope-dim 48").first,
             1);
   EXPECT_EQ(test::run_cli("convert " + model + " -o /tmp/never --init magic").first, 1);
+  EXPECT_EQ(test::run_cli("convert " + model + " -o /tmp/never --kv-budget 0.5").first, 1);
   EXPECT_EQ(test::run_cli("convert " + model + " -o /tmp/never --calib " + ECOMLA_TEST_DATA +
                           "/tokenizer_texts.txt --calib-ctx 100000")
                 .first,
