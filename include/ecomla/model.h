@@ -70,6 +70,8 @@ public:
   explicit LlamaBackboneImpl(const ModelConfig& config);
   // tokens [B, T] -> final hidden states [B, T, D]; positions start at the cache length.
   torch::Tensor forward(const torch::Tensor& tokens, KvCache* cache = nullptr);
+  // cos/sin for the GQA layers at `positions` (empty in a full-MLA model).
+  RopeTables rope_tables(const torch::Tensor& positions, torch::ScalarType dtype) const;
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};

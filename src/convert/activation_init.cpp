@@ -70,25 +70,26 @@ std::vector<int64_t> slot_pairs(const at::Tensor& inv_freq, const at::Tensor& ro
 
 }  // namespace
 
-MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& input_cov,
+MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& cov,
                              const at::Tensor& inv_freq, const at::Tensor& rope_inv_freq,
                              const MlaTarget& target) {
   const int64_t h = w.spec.n_head, hkv = w.spec.n_head_kv, dh = w.spec.head_dim, half = dh / 2;
   const int64_t group = h / hkv, d = w.q.size(1), dr = target.dim_rope;
-  const at::Tensor& cov = input_cov;
+  const at::Tensor k_heads = w.k.view({hkv, dh, d});
   auto q_head = [&](int64_t head) { return w.q.narrow(0, head * dh, dh); };  // [Dh, D]
-  auto k_head = [&](int64_t g) { return w.k.narrow(0, g * dh, dh); };
+  auto k_head = [&](int64_t g) { return k_heads[g]; };
   auto v_head = [&](int64_t g) { return w.v.narrow(0, g * dh, dh); };
   auto o_head = [&](int64_t head) { return w.o.narrow(1, head * dh, dh); };  // [D, Dh]
 
   // 1. Sensitivities: nu_h and the query energy of every (head, row).
   std::vector<double> nu(h);
   std::vector<at::Tensor> q_energy(h);  // [Dh] E[q^2] per row
+  std::vector<at::Tensor> out_gram(h);  // [Dh, Dh] W_o,h^T W_o,h
   for (int64_t head = 0; head < h; ++head) {
     const at::Tensor vh = v_head(head / group);
     const at::Tensor value_cov = at::matmul(at::matmul(vh, cov), vh.t());
-    const at::Tensor out_gram = at::matmul(o_head(head).t(), o_head(head));
-    nu[head] = (value_cov * out_gram).sum().item<double>() / static_cast<double>(dh);
+    out_gram[head] = at::matmul(o_head(head).t(), o_head(head));
+    nu[head] = (value_cov * out_gram[head]).sum().item<double>() / static_cast<double>(dh);
     q_energy[head] = (at::matmul(q_head(head), cov) * q_head(head)).sum(1);
   }
 
@@ -103,16 +104,7 @@ MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& input_c
   for (size_t j = 0; j < pairs.size(); ++j) {
     const int64_t i = pairs[j];
     in_slot[i] = true;
-    const at::Tensor a = at::stack([&] {
-      std::vector<at::Tensor> rows;
-      for (int64_t g = 0; g < hkv; ++g) rows.push_back(k_head(g)[i]);
-      return rows;
-    }());
-    const at::Tensor b = at::stack([&] {
-      std::vector<at::Tensor> rows;
-      for (int64_t g = 0; g < hkv; ++g) rows.push_back(k_head(g)[i + half]);
-      return rows;
-    }());
+    const at::Tensor a = k_heads.select(1, i), b = k_heads.select(1, i + half);  // [Hkv, D]
     // E[z_g conj(z_g')] = E[a a'] + E[b b'] + i (E[b a'] - E[a b']).
     const at::Tensor ca = at::matmul(a, cov), cb = at::matmul(b, cov);
     const at::Tensor z_cov = at::complex(at::matmul(ca, a.t()) + at::matmul(cb, b.t()),
@@ -176,7 +168,7 @@ MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& input_c
   for (int64_t g = 0; g < hkv; ++g) {
     at::Tensor gram = at::zeros({dh, dh}, at::kDouble);
     for (int64_t head = g * group; head < (g + 1) * group; ++head) {
-      gram += at::matmul(o_head(head).t(), o_head(head));
+      gram += out_gram[head];
     }
     const SqrtPair root = psd_sqrt(gram);
     value_inverse_root[g] = root.inverse_root;
@@ -220,15 +212,13 @@ MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& input_c
     init.q_energy = energy_kept(qs, rq);
     init.weights["q_a_proj.weight"] = at::matmul(qu.narrow(1, 0, rq).t(), q);
     init.weights["q_b_proj.weight"] = qu.narrow(1, 0, rq);
-    if (target.latent_norm) init.weights["q_a_layernorm.weight"] = at::ones({rq}, at::kDouble);
   } else {
     init.weights["q_proj.weight"] = q;
   }
   init.weights["kv_a_proj_with_mqa.weight"] = at::cat({latent, k_pe});
   init.weights["kv_b_proj.weight"] = kv_b.reshape({h * (dn + dh), r});
   init.weights["out_proj.weight"] = w.o;
-  if (target.latent_norm) init.weights["kv_a_layernorm.weight"] = at::ones({r}, at::kDouble);
-  for (auto& [name, tensor] : init.weights) tensor = tensor.to(at::kFloat).contiguous();
+  finish(init);
   return init;
 }
 

@@ -104,9 +104,7 @@ GqaLayerWeights layer_weights(LlamaForCausalLM model, int64_t layer) {
 class CalibrationStream {
 public:
   CalibrationStream(LlamaForCausalLM source, const Calibration& calibration)
-      : rope_(source->config()) {
-    hidden_ = source->model->embed_tokens(calibration.tokens);
-  }
+      : backbone_(source->model), hidden_(backbone_->embed_tokens(calibration.tokens)) {}
   // E[x x^T] of the layer's attention input x = input_layernorm(h), fp64 [D, D].
   at::Tensor input_covariance(DecoderLayerImpl& layer) const {
     const int64_t d = hidden_.size(-1);
@@ -121,7 +119,7 @@ public:
   // tokens, o the MLA head outputs and y the original attention output on the same inputs.
   at::Tensor fit_output_projection(DecoderLayerImpl& original, DecoderLayerImpl& converted,
                                    int64_t index) const {
-    const RopeTables rope = rope_.tables(hidden_.size(1));
+    const RopeTables rope = rope_tables();
     const int64_t d = hidden_.size(-1);
     at::Tensor oo, yo;
     for (int64_t b = 0; b < hidden_.size(0); b += kBatch) {
@@ -140,7 +138,7 @@ public:
     return at::linalg_solve(oo + ridge * eye, yo.t()).t().to(at::kFloat).contiguous();
   }
   void advance(DecoderLayerImpl& layer, int64_t index) {
-    const RopeTables rope = rope_.tables(hidden_.size(1));
+    const RopeTables rope = rope_tables();
     for (int64_t b = 0; b < hidden_.size(0); b += kBatch) {
       hidden_.narrow(0, b, batch(b))
           .copy_(layer.forward(hidden_.narrow(0, b, batch(b)), rope, nullptr, index));
@@ -151,20 +149,13 @@ private:
   static constexpr int64_t kBatch = 4;  // sequences per forward pass
   int64_t batch(int64_t b) const { return std::min(kBatch, hidden_.size(0) - b); }
 
-  struct Rope {
-    explicit Rope(const ModelConfig& c) {
-      for (const AttentionSpec& a : c.attention) {
-        if (const auto* g = std::get_if<GqaSpec>(&a)) {
-          rotary.emplace(g->head_dim, c.rope);
-          break;
-        }
-      }
-    }
-    RopeTables tables(int64_t t) const {
-      return rotary ? rotary->tables(at::arange(t, at::kLong), at::kFloat) : RopeTables{};
-    }
-    std::optional<RotaryEmbedding> rotary;
-  } rope_;
+  // The source model's tables for the GQA layers at positions 0..T-1 (layers of the
+  // converted model that stay GQA are the source's).
+  RopeTables rope_tables() const {
+    return backbone_->rope_tables(at::arange(hidden_.size(1), at::kLong), at::kFloat);
+  }
+
+  LlamaBackbone backbone_;
   at::Tensor hidden_;  // [N, T, D]
 };
 

@@ -41,14 +41,17 @@ int64_t choose_rank(const at::Tensor& singular_values, const RankChoice& choice,
                     int64_t multiple, const std::string& what);
 // Share of sum(sigma^2) in the first `rank` singular values.
 double energy_kept(const at::Tensor& singular_values, int64_t rank);
+// Adds the latent RMSNorm weights the spec asks for (ones: neither init rescales them) and
+// casts every weight to fp32.
+void finish(MlaLayerInit& init);
 
 // X-EcoMLA's weight-SVD initialisation (docs/x-ecomla-reference.md, section 2), exactly.
 MlaLayerInit xecomla_init(const GqaLayerWeights& w, const MlaTarget& target);
 
-// ecomla's activation-aware initialisation (docs/mla-init.md). `input_cov` is E[x x^T] of the
+// ecomla's activation-aware initialisation (docs/mla-init.md). `cov` is E[x x^T] of the
 // layer's attention input [D, D] fp64 (identity without calibration); `inv_freq` the model's
 // RoPE inverse frequencies for the head dim and `rope_inv_freq` those the MLA RoPE uses.
-MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& input_cov,
+MlaLayerInit activation_init(const GqaLayerWeights& w, const at::Tensor& cov,
                              const at::Tensor& inv_freq, const at::Tensor& rope_inv_freq,
                              const MlaTarget& target);
 

@@ -63,12 +63,7 @@ MlaLayerInit xecomla_init(const GqaLayerWeights& w, const MlaTarget& target) {
   const at::Tensor uv = u_r.narrow(0, h * dh, h * dh).reshape({h, dh, r});
   init.weights["kv_b_proj.weight"] = at::cat({uk, uv}, 1).reshape({h * (dn + dh), r});
   init.weights["out_proj.weight"] = w.o;
-  if (target.latent_norm) {
-    init.weights["kv_a_layernorm.weight"] = at::ones({r}, at::kDouble);
-    if (init.spec.rank_q > 0)
-      init.weights["q_a_layernorm.weight"] = at::ones({init.spec.rank_q}, at::kDouble);
-  }
-  for (auto& [name, t] : init.weights) t = t.to(at::kFloat).contiguous();
+  finish(init);
   return init;
 }
 

@@ -168,9 +168,6 @@ HfLayout hf_layout(const ModelConfig& c, const Tokenizer& tokenizer,
     }
   }
   if (gqa.empty() && mla.empty()) throw std::invalid_argument("write_hf_config: no layers");
-  auto same = [](const GqaSpec& x, const GqaSpec& y) {
-    return x.n_head == y.n_head && x.n_head_kv == y.n_head_kv && x.head_dim == y.head_dim;
-  };
   auto describe = [](const GqaSpec& a) {
     return "heads " + std::to_string(a.n_head) + ", kv heads " + std::to_string(a.n_head_kv) +
            ", head_dim " + std::to_string(a.head_dim);
@@ -181,7 +178,7 @@ HfLayout hf_layout(const ModelConfig& c, const Tokenizer& tokenizer,
   if (!gqa.empty()) {
     teacher = *gqa.front().second;
     for (const auto& [layer, a] : gqa) {
-      if (!same(*a, teacher)) {
+      if (*a != teacher) {
         throw std::invalid_argument(
             "write_hf_config: config.json holds one attention shape, but "
             "GQA layers " +
@@ -189,7 +186,7 @@ HfLayout hf_layout(const ModelConfig& c, const Tokenizer& tokenizer,
             std::to_string(layer) + " (" + describe(*a) + ") differ");
       }
     }
-    if (c.source_attention && !same(*c.source_attention, teacher)) {
+    if (c.source_attention && *c.source_attention != teacher) {
       throw std::invalid_argument("write_hf_config: source_attention (" +
                                   describe(*c.source_attention) +
                                   ") differs from the GQA layers (" + describe(teacher) + ")");

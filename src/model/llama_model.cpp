@@ -193,12 +193,17 @@ torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& tokens, KvCache* c
   torch::Tensor h = embed_tokens(tokens);  // [B, T, D]
   const torch::Tensor positions =
       torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong).device(h.device()));
-  const RopeTables rope = rotary_ ? rotary_->tables(positions, h.scalar_type()) : RopeTables{};
+  const RopeTables rope = rope_tables(positions, h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
     h = layers->at<DecoderLayerImpl>(i).forward(h, rope, cache, static_cast<int64_t>(i));
   }
   if (cache) cache->advance(t);
   return norm(h);
+}
+
+RopeTables LlamaBackboneImpl::rope_tables(const torch::Tensor& positions,
+                                          torch::ScalarType dtype) const {
+  return rotary_ ? rotary_->tables(positions, dtype) : RopeTables{};
 }
 
 std::map<std::string, std::vector<int64_t>> llama_parameter_shapes(const ModelConfig& c) {

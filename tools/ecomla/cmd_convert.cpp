@@ -135,16 +135,15 @@ void add_convert(CLI::App& app) {
   cmd->add_option("--calib", a.calib, "Calibration text (required by the activation init)");
   cmd->add_option("--calib-tokens", a.calib_tokens, "Calibration tokens (default 65536)");
   cmd->add_option("--calib-ctx", a.calib_ctx, "Tokens per calibration sequence (default 512)");
-  cmd->add_option("--save-dtype", a.save_dtype, "F32, BF16 or F16")->capture_default_str();
+  cmd->add_option("--save-dtype", a.save_dtype, "F32, BF16 or F16")
+      ->check(CLI::IsMember({"F32", "BF16", "F16"}))
+      ->capture_default_str();
   cmd->add_flag("--json", a.json, "Print the report as JSON on stdout");
   cmd->add_option("--output", a.output, "Write the JSON report to this file");
   cmd->callback([cmd] {
     const ModelConfig before = load_config(a.model);
     const ConvertConfig c = merged_config(a, *cmd, before.n_layer);
     validate_conversion(before, c.options);  // before loading weights or reading calibration
-    if (a.save_dtype != "F32" && a.save_dtype != "BF16" && a.save_dtype != "F16") {
-      throw CLI::ValidationError("--save-dtype", "must be F32, BF16 or F16");
-    }
     // The calibration text is tokenized (and checked) before the weights are loaded.
     std::optional<Calibration> calibration;
     if (c.options.init == MlaInit::kActivation) {

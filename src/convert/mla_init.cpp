@@ -1,4 +1,5 @@
-// Rank selection shared by the initialisations (X-EcoMLA's compute_svd rule).
+// What the initialisations share: rank selection (X-EcoMLA's compute_svd rule) and the
+// finishing of a layer's weights.
 #include <ATen/ATen.h>
 
 #include <stdexcept>
@@ -34,6 +35,16 @@ double energy_kept(const at::Tensor& singular_values, int64_t rank) {
   const at::Tensor energy = singular_values.square();
   const double total = energy.sum().item<double>();
   return total > 0 ? energy.narrow(0, 0, rank).sum().item<double>() / total : 1.0;
+}
+
+void finish(MlaLayerInit& init) {
+  if (init.spec.latent_norm) {
+    init.weights["kv_a_layernorm.weight"] = at::ones({init.spec.rank_kv}, at::kDouble);
+    if (init.spec.rank_q > 0) {
+      init.weights["q_a_layernorm.weight"] = at::ones({init.spec.rank_q}, at::kDouble);
+    }
+  }
+  for (auto& [name, t] : init.weights) t = t.to(at::kFloat).contiguous();
 }
 
 }  // namespace ecomla::convert
