@@ -22,9 +22,19 @@ private:
 };
 TORCH_MODULE(RmsNorm);
 
-// cos/sin tables for the positions of one forward pass, [T, Dh] each, in the compute dtype.
+// cos/sin tables for the positions of one forward pass in the compute dtype: [T, Dh] each for
+// positions [T], [B, 1, T, Dh] for per-row positions [B, T] (broadcast over the heads).
 struct RopeTables {
   torch::Tensor cos, sin;
+};
+
+// Sequences that share prefixes, packed as one prefix tree per batch row so that a shared
+// prefix is computed once (evaluation scores every choice of a question on one context). Each
+// token sits at its depth in the tree and attends to its ancestors and itself only, which gives
+// every leaf exactly the attention of its own sequence run alone.
+struct TokenTree {
+  torch::Tensor positions;  // [B, T] int64
+  torch::Tensor mask;       // [B, 1, T, T] bool: query token i may attend key token j
 };
 
 // Inverse frequencies with the configured scaling; rotate_half convention.

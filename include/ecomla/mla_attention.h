@@ -32,11 +32,14 @@ class MlaAttentionImpl : public torch::nn::Module {
 public:
   // RoPE on the Dr part uses the model's theta with frequencies theta^(-2j/Dr), as X-EcoMLA.
   MlaAttentionImpl(const MlaSpec& spec, int64_t hidden_size, const RopeConfig& rope);
-  // x [B, T, D] -> [B, T, D]; positions start at the cache length (0 without a cache).
-  torch::Tensor forward(const torch::Tensor& x, MlaLayerCache* cache = nullptr);
+  // x [B, T, D] -> [B, T, D]; positions start at the cache length (0 without a cache), or
+  // are the token tree's (then without a cache).
+  torch::Tensor forward(const torch::Tensor& x, MlaLayerCache* cache = nullptr,
+                        const TokenTree* tree = nullptr);
   // The attention output of every head before out_proj, [B, T, H * Dv] (conversion fits
   // out_proj to it).
-  torch::Tensor head_outputs(const torch::Tensor& x, MlaLayerCache* cache = nullptr);
+  torch::Tensor head_outputs(const torch::Tensor& x, MlaLayerCache* cache = nullptr,
+                             const TokenTree* tree = nullptr);
   const MlaSpec& spec() const { return spec_; }
 
   Projection q_proj{nullptr};                               // rank_q == 0
@@ -47,7 +50,7 @@ public:
 private:
   torch::Tensor expanded_attention(const torch::Tensor& q_nope, const torch::Tensor& q_pe,
                                    const torch::Tensor& latent, const torch::Tensor& k_pe,
-                                   int64_t past, double scale);
+                                   int64_t past, double scale, const TokenTree* tree);
   torch::Tensor absorbed_attention(const torch::Tensor& q_nope, const torch::Tensor& q_pe,
                                    const torch::Tensor& latent, const torch::Tensor& k_pe,
                                    double scale);

@@ -32,8 +32,9 @@ class GqaAttentionImpl : public torch::nn::Module {
 public:
   GqaAttentionImpl(const GqaSpec& spec, int64_t hidden_size);
   // x [B, T, D] -> [B, T, D]. With a cache, attends to the cached keys first and appends.
+  // With a token tree (and no cache), attends as its mask says instead.
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, KvCache* cache,
-                        int64_t layer);
+                        int64_t layer, const TokenTree* tree = nullptr);
 
   Projection q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
@@ -55,7 +56,7 @@ public:
   DecoderLayerImpl(const ModelConfig& config, int64_t layer);
   // `rope` serves GQA layers; MLA layers rotate their own RoPE part.
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, KvCache* cache,
-                        int64_t layer);
+                        int64_t layer, const TokenTree* tree = nullptr);
 
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   GqaAttention self_attn{nullptr};  // GQA layers ("self_attn", as Hugging Face)
@@ -70,6 +71,8 @@ public:
   explicit LlamaBackboneImpl(const ModelConfig& config);
   // tokens [B, T] -> final hidden states [B, T, D]; positions start at the cache length.
   torch::Tensor forward(const torch::Tensor& tokens, KvCache* cache = nullptr);
+  // tokens [B, T] packed as prefix trees -> final hidden states [B, T, D] (no cache).
+  torch::Tensor forward(const torch::Tensor& tokens, const TokenTree& tree);
   // cos/sin for the GQA layers at `positions` (empty in a full-MLA model).
   RopeTables rope_tables(const torch::Tensor& positions, torch::ScalarType dtype) const;
 
@@ -78,6 +81,9 @@ public:
   RmsNorm norm{nullptr};
 
 private:
+  torch::Tensor run_layers(const torch::Tensor& tokens, const torch::Tensor& positions,
+                           KvCache* cache, const TokenTree* tree);
+
   std::optional<RotaryEmbedding> rotary_;  // for the GQA layers; none in a full-MLA model
 };
 TORCH_MODULE(LlamaBackbone);

@@ -71,8 +71,9 @@ RotaryEmbedding::RotaryEmbedding(int64_t head_dim, const RopeConfig& config)
 
 RopeTables RotaryEmbedding::tables(const torch::Tensor& positions, torch::ScalarType dtype) const {
   const torch::Tensor inv_freq = inv_freq_.to(positions.device());
-  const torch::Tensor angles = torch::outer(positions.to(torch::kFloat), inv_freq);  // [T, Dh/2]
-  const torch::Tensor emb = torch::cat({angles, angles}, -1);                        // [T, Dh]
+  const torch::Tensor angles = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq;  // [.., Dh/2]
+  torch::Tensor emb = torch::cat({angles, angles}, -1);                               // [.., Dh]
+  if (positions.dim() == 2) emb = emb.unsqueeze(1);  // [B, 1, T, Dh]: one table per row
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
@@ -98,9 +99,11 @@ torch::Tensor single_query_attention(const torch::Tensor& q, const torch::Tensor
 }
 
 // Causal attention of T new queries over S = past + T keys: query i sees keys j <= past + i.
-// Without a past, SDPA's own causal flag is the fast path.
+// Without a past, SDPA's own causal flag is the fast path. A token tree brings its own mask.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, bool enable_gqa) {
+                               const torch::Tensor& v, bool enable_gqa, const TokenTree* tree) {
+  if (tree)
+    return at::scaled_dot_product_attention(q, k, v, tree->mask, 0.0, false, {}, enable_gqa);
   const int64_t t = q.size(2), s = k.size(2), past = s - t;
   if (t == 1) return single_query_attention(q, k, v);
   if (past == 0) {
@@ -123,7 +126,7 @@ GqaAttentionImpl::GqaAttentionImpl(const GqaSpec& spec, int64_t hidden_size) : s
 }
 
 torch::Tensor GqaAttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope,
-                                        KvCache* cache, int64_t layer) {
+                                        KvCache* cache, int64_t layer, const TokenTree* tree) {
   const int64_t b = x.size(0), t = x.size(1);
   auto heads = [&](const torch::Tensor& y, int64_t n) {  // [B, T, n*Dh] -> [B, n, T, Dh]
     return y.view({b, t, n, spec_.head_dim}).transpose(1, 2);
@@ -133,7 +136,7 @@ torch::Tensor GqaAttentionImpl::forward(const torch::Tensor& x, const RopeTables
   torch::Tensor v = heads(v_proj(x), spec_.n_head_kv);                    // [B, Hkv, T, Dh]
   if (cache) std::tie(k, v) = cache->append(layer, k, v);                 // [B, Hkv, S, Dh]
   const torch::Tensor out =
-      causal_attention(q, k, v, spec_.n_head != spec_.n_head_kv);  // [B, H, T, Dh]
+      causal_attention(q, k, v, spec_.n_head != spec_.n_head_kv, tree);  // [B, H, T, Dh]
   return o_proj(out.transpose(1, 2).reshape({b, t, spec_.n_head * spec_.head_dim}));
 }
 
@@ -165,11 +168,11 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, int64_t layer) {
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables& rope,
-                                        KvCache* cache, int64_t layer) {
+                                        KvCache* cache, int64_t layer, const TokenTree* tree) {
   const torch::Tensor normed = input_layernorm(x);
   const torch::Tensor h =
-      x + (self_attn ? self_attn->forward(normed, rope, cache, layer)
-                     : mla->forward(normed, cache ? &cache->mla_layer(layer) : nullptr));
+      x + (self_attn ? self_attn->forward(normed, rope, cache, layer, tree)
+                     : mla->forward(normed, cache ? &cache->mla_layer(layer) : nullptr, tree));
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -190,14 +193,25 @@ LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& config) {
 torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& tokens, KvCache* cache) {
   const int64_t t = tokens.size(1);
   const int64_t past = cache ? cache->length() : 0;
+  const torch::Tensor positions = torch::arange(
+      past, past + t, torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
+  torch::Tensor h = run_layers(tokens, positions, cache, nullptr);
+  if (cache) cache->advance(t);
+  return h;
+}
+
+torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& tokens, const TokenTree& tree) {
+  return run_layers(tokens, tree.positions, nullptr, &tree);
+}
+
+torch::Tensor LlamaBackboneImpl::run_layers(const torch::Tensor& tokens,
+                                            const torch::Tensor& positions, KvCache* cache,
+                                            const TokenTree* tree) {
   torch::Tensor h = embed_tokens(tokens);  // [B, T, D]
-  const torch::Tensor positions =
-      torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong).device(h.device()));
   const RopeTables rope = rope_tables(positions, h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
-    h = layers->at<DecoderLayerImpl>(i).forward(h, rope, cache, static_cast<int64_t>(i));
+    h = layers->at<DecoderLayerImpl>(i).forward(h, rope, cache, static_cast<int64_t>(i), tree);
   }
-  if (cache) cache->advance(t);
   return norm(h);
 }
 

@@ -53,7 +53,7 @@ torch::Tensor MlaAttentionImpl::expanded_attention(const torch::Tensor& q_nope,
                                                    const torch::Tensor& q_pe,
                                                    const torch::Tensor& latent,
                                                    const torch::Tensor& k_pe, int64_t past,
-                                                   double scale) {
+                                                   double scale, const TokenTree* tree) {
   const int64_t b = q_nope.size(0), h = spec_.n_head, t = q_nope.size(2), s = latent.size(1);
   const int64_t dn = spec_.dim_nope, dr = spec_.dim_rope, dv = spec_.dim_v;
   const torch::Tensor kv = kv_b_proj(latent).view({b, s, h, dn + dv}).transpose(1, 2);
@@ -61,7 +61,11 @@ torch::Tensor MlaAttentionImpl::expanded_attention(const torch::Tensor& q_nope,
       {kv.narrow(-1, 0, dn), k_pe.unsqueeze(1).expand({b, h, s, dr})}, -1);  // [B, H, S, Dn+Dr]
   const torch::Tensor query = torch::cat({q_nope, q_pe}, -1);                // [B, H, T, Dn+Dr]
   std::optional<torch::Tensor> mask;
-  if (t > 1) mask = torch::arange(s).unsqueeze(0) <= (torch::arange(t) + past).unsqueeze(1);
+  if (tree) {
+    mask = tree->mask;
+  } else if (t > 1) {
+    mask = torch::arange(s).unsqueeze(0) <= (torch::arange(t) + past).unsqueeze(1);
+  }
   return at::scaled_dot_product_attention(query, key, kv.narrow(-1, dn, dv), mask, 0.0, false,
                                           scale);  // [B, H, T, Dv]
 }
@@ -85,16 +89,21 @@ torch::Tensor MlaAttentionImpl::absorbed_attention(const torch::Tensor& q_nope,
   return at::matmul(at::matmul(p, c), w_uv.transpose(-1, -2));  // [B, H, 1, Dv]
 }
 
-torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* cache) {
-  return out_proj(head_outputs(x, cache));
+torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* cache,
+                                        const TokenTree* tree) {
+  return out_proj(head_outputs(x, cache, tree));
 }
 
-torch::Tensor MlaAttentionImpl::head_outputs(const torch::Tensor& x, MlaLayerCache* cache) {
+torch::Tensor MlaAttentionImpl::head_outputs(const torch::Tensor& x, MlaLayerCache* cache,
+                                             const TokenTree* tree) {
+  if (cache && tree) throw std::invalid_argument("MLA attention: a token tree takes no cache");
   const int64_t b = x.size(0), t = x.size(1), h = spec_.n_head;
   const int64_t dn = spec_.dim_nope, dr = spec_.dim_rope, dv = spec_.dim_v;
   const int64_t past = cache ? cache->length : 0;
   const RopeTables rope = rotary_.tables(
-      torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong)), x.scalar_type());
+      tree ? tree->positions
+           : torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong)),
+      x.scalar_type());
 
   torch::Tensor q_latent = spec_.rank_q == 0 ? x : q_a_proj(x);  // [B, T, Rq]
   if (q_a_layernorm) q_latent = q_a_layernorm(q_latent);
@@ -106,7 +115,10 @@ torch::Tensor MlaAttentionImpl::head_outputs(const torch::Tensor& x, MlaLayerCac
   const torch::Tensor compressed = kv_a_proj_with_mqa(x);  // [B, T, Rkv+Dr]
   torch::Tensor latent = compressed.narrow(-1, 0, spec_.rank_kv);
   if (kv_a_layernorm) latent = kv_a_layernorm(latent);
-  torch::Tensor k_pe = apply_interleaved_rope(compressed.narrow(-1, spec_.rank_kv, dr), rope);
+  // k_pe [B, T, Dr] is rotated as one head, so that per-row tables [B, 1, T, Dr] broadcast.
+  torch::Tensor k_pe =
+      apply_interleaved_rope(compressed.narrow(-1, spec_.rank_kv, dr).unsqueeze(1), rope)
+          .squeeze(1);
   if (cache) {  // only the latent and the shared RoPE key are kept
     if (past + t > cache->latent.size(1)) {
       throw std::length_error("KV cache full: " + std::to_string(past) + " + " + std::to_string(t) +
@@ -121,8 +133,9 @@ torch::Tensor MlaAttentionImpl::head_outputs(const torch::Tensor& x, MlaLayerCac
   }
   const double scale = 1.0 / std::sqrt(static_cast<double>(dn + dr));
   const torch::Tensor q_nope = q.narrow(-1, 0, dn);  // [B, H, T, Dn]
-  const torch::Tensor out = t == 1 ? absorbed_attention(q_nope, q_pe, latent, k_pe, scale)
-                                   : expanded_attention(q_nope, q_pe, latent, k_pe, past, scale);
+  const torch::Tensor out = t == 1 && !tree
+                                ? absorbed_attention(q_nope, q_pe, latent, k_pe, scale)
+                                : expanded_attention(q_nope, q_pe, latent, k_pe, past, scale, tree);
   return out.transpose(1, 2).reshape({b, t, h * dv});
 }
 

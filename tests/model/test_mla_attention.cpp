@@ -108,19 +108,10 @@ TEST(MlaAttention, ParameterNamesFollowXEcoMla) {
 namespace ecomla {
 namespace {
 
-// The tiny config with its last layer (or every layer) turned into MLA.
-ModelConfig hybrid_config(bool all_mla) {
-  ModelConfig c = test::tiny_config();
-  const MlaSpec mla{4, 16, 8, 4, 4, 8, true, 1e-6};
-  c.attention.back() = mla;
-  if (all_mla) c.attention.front() = mla;
-  return c;
-}
-
 class HybridModel : public testing::TestWithParam<bool> {};
 
 TEST_P(HybridModel, ParametersCacheSizeAndDecodingAgree) {
-  const ModelConfig config = hybrid_config(GetParam());
+  const ModelConfig config = test::tiny_hybrid_config(GetParam());
   LlamaForCausalLM model = test::random_model(config);
   std::map<std::string, std::vector<int64_t>> shapes;
   int64_t n = 0;

@@ -25,6 +25,14 @@ ModelConfig tiny_config() {
   return c;
 }
 
+ModelConfig tiny_hybrid_config(bool all_mla) {
+  ModelConfig c = tiny_config();
+  const MlaSpec mla{4, 16, 8, 4, 4, 8, true, 1e-6};
+  c.attention.back() = mla;
+  if (all_mla) c.attention.front() = mla;
+  return c;
+}
+
 LlamaForCausalLM random_model(const ModelConfig& config, uint64_t seed) {
   torch::manual_seed(seed);
   LlamaForCausalLM model(config);

@@ -13,6 +13,8 @@ namespace ecomla::test {
 
 // 2 layers, hidden 32, 4 query heads over 2 KV heads of dim 8, vocab 300.
 ModelConfig tiny_config();
+// tiny_config with its last layer (or every layer) turned into MLA (q rank 16, kv rank 8).
+ModelConfig tiny_hybrid_config(bool all_mla);
 // Parameters drawn from N(0, 0.5^2) with a fixed seed; norms near 1.
 LlamaForCausalLM random_model(const ModelConfig& config, uint64_t seed = 1);
 // Byte-level vocabulary: 256 byte tokens, a few merges, <|im_start|>/<|im_end|> (control) and

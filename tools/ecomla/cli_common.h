@@ -15,6 +15,7 @@ void add_inspect(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_perplexity(CLI::App& app);
+void add_eval(CLI::App& app);
 void add_generate(CLI::App& app);
 
 struct ComputeOptions {
