@@ -63,9 +63,11 @@ std::vector<std::string> known_task_names();
 // missing or malformed data.
 std::vector<Task> load_tasks(const std::vector<std::string>& names, const TaskOptions& options);
 
-// The MMLU groups the subjects roll up into, in lm-eval's order ("mmlu_stem", ...), and the
-// group of one subject task ("mmlu_anatomy" -> "mmlu_stem").
+// The MMLU groups the subjects roll up into ("mmlu_humanities", ...), and how many subjects
+// one of them has (a group is reported only when all of them ran, as lm-eval reports a group
+// only when it was asked for).
 const std::vector<std::string>& mmlu_groups();
+int64_t mmlu_group_size(const std::string& group);
 
 // lm-eval's hellaswag utils.preprocess: strips, turns " [title]" into ". ", drops the other
 // [bracketed] WikiHow markers and collapses double spaces.

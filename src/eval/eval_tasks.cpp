@@ -523,20 +523,26 @@ std::vector<Document> load_mmlu_subject(const fs::path& path, const std::string&
   return docs;
 }
 
-// wikitext: the pages of the text (a page starts at a level-1 heading " = Title = "), scored
-// whole after lm-eval's detokenizer; words and bytes are counted on the original page.
+// wikitext: the pages of the text as EleutherAI/wikitext_document_level cuts them (lines split
+// on "\n"; a page starts at a level-1 heading " = Title = " and is its lines joined by "\n"),
+// scored whole after lm-eval's detokenizer; words and bytes are counted on the original page.
 std::vector<Document> load_wikitext(const fs::path& path) {
-  const std::vector<std::string> lines = read_lines(path);
-  auto is_title = [](const std::string& line) {
-    return line.starts_with(" = ") && !line.starts_with(" = = ") && line.ends_with(" = ");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FormatError(path.string() + ": cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto is_title = [](std::string line) {
+    replace_all(line, "= = =", "===");
+    replace_all(line, "= =", "==");
+    line = strip(line);
+    return line.starts_with("= ") && line.ends_with(" =");
   };
   std::vector<Document> docs;
-  auto close_page = [&](const std::string& page, size_t first_line) {
-    if (page.find_first_not_of(" \n") == std::string::npos) return;
+  auto add_page = [&](const std::string& page, size_t first_line) {
+    if (strip(page).empty()) return;
     Document doc;
     doc.origin = fmt::format("{}:{}", path.string(), first_line);
     doc.requests.push_back({"", wikitext_detokenize(page)});
-    // len(re.split(r"\s+", page)): pieces between whitespace runs, empty ends included.
+    // len(re.split(r"\s+", page)): the pieces between whitespace runs, empty ends included.
     int64_t words = 1;
     for (size_t i = 0; i < page.size();) {
       if (std::isspace(static_cast<unsigned char>(page[i]))) {
@@ -551,16 +557,22 @@ std::vector<Document> load_wikitext(const fs::path& path) {
     docs.push_back(std::move(doc));
   };
   std::string page;
-  size_t page_line = 1;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    if (is_title(lines[i])) {
-      close_page(page, page_line);
+  size_t line_number = 1, page_line = 1;
+  bool first = true;
+  for (size_t start = 0; start <= text.size(); ++line_number) {
+    const size_t end = std::min(text.find('\n', start), text.size());
+    const std::string line = text.substr(start, end - start);
+    if (is_title(line)) {
+      add_page(page, page_line);
       page.clear();
-      page_line = i + 1;
+      first = true;
+      page_line = line_number;
     }
-    page += lines[i] + "\n";
+    page += (first ? "" : "\n") + line;
+    first = false;
+    start = end + 1;
   }
-  close_page(page, page_line);
+  add_page(page, page_line);
   return docs;
 }
 
@@ -753,6 +765,12 @@ const std::vector<std::string>& mmlu_groups() {
   static const std::vector<std::string> groups = {"mmlu_humanities", "mmlu_other",
                                                   "mmlu_social_sciences", "mmlu_stem"};
   return groups;
+}
+
+int64_t mmlu_group_size(const std::string& group) {
+  const auto& subjects = mmlu_subjects();
+  return std::count_if(subjects.begin(), subjects.end(),
+                       [&](const auto& s) { return "mmlu_" + s.second == group; });
 }
 
 std::vector<std::string> known_task_names() {

@@ -151,6 +151,7 @@ json evaluate(LlamaForCausalLM& model, const Tokenizer& tokenizer, const std::ve
   std::vector<MetricValue> category_values;
   std::vector<int64_t> category_sizes;
   for (const auto& [group, parts] : group_parts) {
+    if (static_cast<int64_t>(parts.first.size()) != mmlu_group_size(group)) continue;
     const MetricValue pooled = pooled_metric(parts.first, parts.second);
     out["groups"][group] = metric_entries(group, {{"acc", pooled}});
     out["results"][group] = out["groups"][group];
@@ -160,7 +161,7 @@ json evaluate(LlamaForCausalLM& model, const Tokenizer& tokenizer, const std::ve
     for (int64_t n : parts.second) size += n;
     category_sizes.push_back(size);
   }
-  if (group_parts.size() == mmlu_groups().size()) {
+  if (category_values.size() == mmlu_groups().size()) {
     const MetricValue pooled = pooled_metric(category_values, category_sizes);
     out["groups"]["mmlu"] = metric_entries("mmlu", {{"acc", pooled}});
     out["results"]["mmlu"] = out["groups"]["mmlu"];

@@ -228,9 +228,9 @@ TEST_F(TaskFormats, WikitextPagesDetokenizedAndCounted) {
   EXPECT_EQ(wiki.docs[0].requests[0].continuation,
             " = Alpha =\n\nThe cat's toy (a ball) cost 1,000 dollars, said \"Bob\".\n"
             "== History ==\nIt was 5.5\xC2\xB0"
-            "C.\n");
+            "C. ");  // a page is its lines joined by "\n": the one before "= Beta =" ends it
   EXPECT_EQ(wiki.docs[0].words, 37);
-  EXPECT_EQ(wiki.docs[0].bytes, 124);
+  EXPECT_EQ(wiki.docs[0].bytes, 123);
   EXPECT_EQ(wiki.docs[1].requests[0].continuation, " = Beta =\nLast 1 words\n");
   EXPECT_EQ(wiki.docs[1].words, 8);
   EXPECT_EQ(wiki.docs[1].bytes, 26);
