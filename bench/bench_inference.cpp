@@ -1,7 +1,7 @@
 // Inference speed of the default model (or $ECOMLA_BENCH_MODEL): the machine's matmul rate
-// for reference, prefill tokens/s at ctx 512, and decode tokens/s at batch 1 and 8 after
-// contexts of 0, 512 and 2048 tokens; weights 0 = fp32, 1 = bf16, 2 = bf16 with the 4-bit
-// decode copy (ProjectionImpl::pack_int4).
+// for reference, prefill tokens/s at ctx 512, decode tokens/s at batch 1 and 8 after contexts
+// of 0, 512 and 2048 tokens, and evaluation scoring tokens/s; weights 0 = fp32, 1 = bf16,
+// 2 = bf16 with the 4-bit decode copy (ProjectionImpl::pack_int4).
 //
 //   build/ecomla_bench --benchmark_out=bench.json --benchmark_out_format=json
 //
@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <map>
 
+#include "ecomla/eval_tasks.h"
 #include "ecomla/kv_cache.h"
+#include "ecomla/loglikelihood.h"
 #include "ecomla/model_loader.h"
 
 namespace {
@@ -25,13 +27,17 @@ using namespace ecomla;
 enum Weights : int64_t { kFp32 = 0, kBf16 = 1, kInt4 = 2 };
 at::ScalarType dtype_of(int64_t arg) { return arg == kFp32 ? at::kFloat : at::kBFloat16; }
 
+const char* model_path() {
+  const char* env = std::getenv("ECOMLA_BENCH_MODEL");
+  return env ? env : ECOMLA_DEFAULT_MODEL;
+}
+
 // One loaded model per weight format, kept for the whole run.
 LlamaForCausalLM& model_in(int64_t weights) {
   static std::map<int64_t, LlamaForCausalLM> models;
   auto it = models.find(weights);
   if (it == models.end()) {
-    const char* env = std::getenv("ECOMLA_BENCH_MODEL");
-    LoadedModel loaded = load_model(env ? env : ECOMLA_DEFAULT_MODEL);
+    LoadedModel loaded = load_model(model_path());
     loaded.model->to(dtype_of(weights));
     if (weights == kInt4) loaded.model->pack_int4();
     loaded.model->eval();
@@ -89,6 +95,44 @@ void BM_Decode(benchmark::State& state) {
       static_cast<double>(batch * kSteps), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Log-likelihood scoring as `ecomla eval` runs it: the first 256 HellaSwag documents (four
+// endings on one context), each packed as a prefix tree, batches of at most 2048 tokens.
+// tokens_per_s counts the tokens the model ran (shared contexts once); request_tokens_per_s
+// counts context + continuation of every request, what a scorer without sharing would run.
+void BM_Score(benchmark::State& state) {
+  static const std::vector<std::vector<TokenizedRequest>> groups = [] {
+    const LoadedModel loaded = load_model(model_path());
+    TaskOptions options;
+    options.data_dir = ECOMLA_SHARED_DATA;
+    options.limit = 256;
+    const Task task = load_tasks({"hellaswag"}, options).at(0);
+    const int32_t prefix = *loaded.tokenizer.bos_id();
+    std::vector<std::vector<TokenizedRequest>> out;
+    for (const Document& doc : task.docs) {
+      auto& group = out.emplace_back();
+      for (const Request& r : doc.requests) {
+        group.push_back(encode_request(loaded.tokenizer, r.context, r.continuation, prefix));
+      }
+    }
+    return out;
+  }();
+  LlamaForCausalLM& model = model_in(state.range(0));
+  ScoreStats stats;
+  for (auto _ : state) {
+    stats = {};
+    benchmark::DoNotOptimize(score_requests(model, groups, ScoreOptions{}, &stats));
+  }
+  int64_t request_tokens = 0;
+  for (const auto& group : groups) {
+    for (const auto& r : group)
+      request_tokens += static_cast<int64_t>(r.context.size() + r.continuation.size());
+  }
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(stats.tree_tokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["request_tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(request_tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 BENCHMARK(BM_Matmul)->ArgName("bf16")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Prefill)
     ->ArgNames({"weights", "ctx"})
@@ -102,5 +146,7 @@ BENCHMARK(BM_Decode)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace
+
+BENCHMARK(BM_Score)->ArgName("weights")->Arg(kFp32)->Arg(kBf16)->Unit(benchmark::kSecond);
 
 BENCHMARK_MAIN();

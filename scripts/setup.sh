@@ -87,7 +87,8 @@ cmake --build "$build_dir" --parallel "$(nproc)"
 
 # --- the main job ----------------------------------------------------------------------------
 # Convert the default model to MLA at half the KV cache with the default (activation) init,
-# calibrated on wikitext-2 validation, and compare wikitext-2 test perplexity before and after.
+# calibrated on wikitext-2 validation, and compare wikitext-2 test perplexity and three
+# zero-shot tasks (first 200 documents each) before and after.
 if ((run_demo)); then
   model="models/$model_file"
   converted="models/SmolLM2-135M-Instruct-mla-kv50"
@@ -101,5 +102,7 @@ if ((run_demo)); then
     step "ecomla perplexity $m (wikitext-2 test, 20 chunks of 512 tokens, bf16)"
     "$build_dir/ecomla" perplexity "$m" --text "$data/test/wiki.test.tokens" \
       --ctx 512 --chunks 20 --dtype bf16
+    step "ecomla eval $m (arc_easy, piqa, hellaswag: first 200 documents, bf16)"
+    "$build_dir/ecomla" eval "$m" --tasks arc_easy,piqa,hellaswag --limit 200 --dtype bf16
   done
 fi

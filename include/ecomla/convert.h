@@ -19,6 +19,7 @@
 #include "ecomla/config.h"
 #include "ecomla/model.h"
 #include "ecomla/progress.h"
+#include "ecomla/tokenizer.h"
 
 namespace ecomla {
 
@@ -107,6 +108,14 @@ struct ConvertConfig {
 };
 // Throws FormatError naming the file and key when a value has the wrong type.
 ConvertConfig read_convert_config(const std::string& yaml_path);
+// The same from YAML text; `origin` names it in errors.
+ConvertConfig parse_convert_config(const std::string& yaml, const std::string& origin);
+
+// The calibration a config's init needs, from its `calib` text: none for the X-EcoMLA init.
+// The activation init without `calib` throws std::invalid_argument (without calibration it
+// measured worse than X-EcoMLA's init).
+std::optional<Calibration> load_calibration(const ConvertConfig& config,
+                                            const Tokenizer& tokenizer);
 
 // "all", or indices and ranges: "0,2,5-9".
 std::vector<int64_t> parse_layer_list(const std::string& text, int64_t n_layer);

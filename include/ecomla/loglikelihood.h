@@ -43,7 +43,7 @@ std::vector<TokenizedRequest> rolling_windows(const std::vector<int32_t>& tokens
 struct ScoreOptions {
   int64_t max_length = 2048;    // the model's context window, as lm-eval's max_length
   int64_t batch_size = 64;      // groups (documents) per forward pass, at most
-  int64_t batch_tokens = 4096;  // packed tokens (padding included) per forward pass, at most
+  int64_t batch_tokens = 2048;  // packed tokens (padding included) per forward pass, at most
   ProgressCallback progress;    // units: groups
 };
 

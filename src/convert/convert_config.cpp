@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
 #include <set>
 
 #include "ecomla/convert.h"
@@ -23,9 +24,15 @@ T value(const YAML::Node& node, const std::string& key, const std::string& file)
 }  // namespace
 
 ConvertConfig read_convert_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw FormatError(path + ": cannot open");
+  return parse_convert_config(std::string(std::istreambuf_iterator<char>(in), {}), path);
+}
+
+ConvertConfig parse_convert_config(const std::string& yaml, const std::string& path) {
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
+    root = YAML::Load(yaml);
   } catch (const YAML::Exception& e) {
     throw FormatError(fmt::format("{}: {}", path, e.what()));
   }
@@ -81,6 +88,20 @@ ConvertConfig read_convert_config(const std::string& path) {
   // An X-EcoMLA config (init_with_svd, no ecomla init key) asks for its own initialisation.
   if (!init_given && root["init_with_svd"]) o.init = MlaInit::kXEcoMla;
   return c;
+}
+
+std::optional<Calibration> load_calibration(const ConvertConfig& c, const Tokenizer& tokenizer) {
+  if (c.options.init != MlaInit::kActivation) return std::nullopt;
+  if (c.calib.empty()) {
+    throw std::invalid_argument(
+        "the activation init needs calibration text: --calib FILE (any text in the model's "
+        "domain, e.g. ../shared/data/wikitext2/validation/wiki.valid.tokens), or use "
+        "--init xecomla");
+  }
+  std::ifstream in(c.calib, std::ios::binary);
+  if (!in) throw FormatError(c.calib + ": cannot open");
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  return make_calibration(tokenizer.encode(text, false), c.calib_ctx, c.calib_tokens);
 }
 
 std::vector<int64_t> parse_layer_list(const std::string& text, int64_t n_layer) {

@@ -62,28 +62,50 @@ TaskOutcome evaluate_task(LlamaForCausalLM& model, const Tokenizer& tokenizer, c
   if (!prefix) throw std::invalid_argument("evaluation needs a tokenizer with a BOS or EOS token");
   const auto start = std::chrono::steady_clock::now();
   TaskOutcome outcome;
+  // One packed group per document. WikiText's rolling windows share no prefix, so each is a
+  // group of its own; their log-likelihoods add up to the document's.
+  const bool rolling = task.type == OutputType::kLoglikelihoodRolling;
   std::vector<std::vector<TokenizedRequest>> groups;
-  groups.reserve(task.docs.size());
-  for (const Document& doc : task.docs) {
-    auto& group = groups.emplace_back();
-    for (const Request& request : doc.requests) {
-      if (task.type == OutputType::kLoglikelihoodRolling) {
+  std::vector<size_t> doc_of_group;
+  for (size_t d = 0; d < task.docs.size(); ++d) {
+    for (const Request& request : task.docs[d].requests) {
+      if (rolling) {
         for (TokenizedRequest& window : rolling_windows(tokenizer.encode(request.continuation),
                                                         *prefix, options.score.max_length)) {
-          group.push_back(std::move(window));
+          groups.push_back({std::move(window)});
+          doc_of_group.push_back(d);
         }
       } else {
-        group.push_back(encode_request(tokenizer, request.context, request.continuation, *prefix));
+        if (doc_of_group.empty() || doc_of_group.back() != d) {
+          groups.emplace_back();
+          doc_of_group.push_back(d);
+        }
+        groups.back().push_back(
+            encode_request(tokenizer, request.context, request.continuation, *prefix));
       }
     }
+  }
+  for (const auto& group : groups) {
     for (const TokenizedRequest& r : group) {
       outcome.tokens += static_cast<int64_t>(r.context.size() + r.continuation.size());
     }
   }
   ScoreOptions score = options.score;
   if (options.progress_for) score.progress = options.progress_for(task);
-  std::vector<std::vector<LoglikelihoodResult>> results =
+  std::vector<std::vector<LoglikelihoodResult>> by_group =
       score_requests(model, groups, score, &outcome.stats);
+  std::vector<std::vector<LoglikelihoodResult>> results(task.docs.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto& doc_results = results[doc_of_group[g]];
+    if (!rolling) {
+      doc_results = std::move(by_group[g]);
+    } else if (doc_results.empty()) {
+      doc_results = by_group[g];
+    } else {
+      doc_results[0].logprob += by_group[g][0].logprob;
+      doc_results[0].greedy = doc_results[0].greedy && by_group[g][0].greedy;
+    }
+  }
   outcome.metrics = task_metrics(task, results);
   if (options.log_samples) {
     for (size_t d = 0; d < task.docs.size(); ++d) {

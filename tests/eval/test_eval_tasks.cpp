@@ -121,6 +121,13 @@ TEST_F(TaskFormats, HellaswagJsonlAndLlamaCppText) {
                  {"falls.", "sings.", "flies. away.", "removes shingles."}, 3);
 }
 
+TEST(Preprocessing, RegularExpressionsWrittenOut) {
+  // re.sub("\\[.*?\\]", "", s) takes the shortest bracket from the first "[" and leaves an
+  // unclosed one; values checked with Python.
+  EXPECT_EQ(hellaswag_preprocess("x [a [b] c] y [open"), "x c] y [open");
+  EXPECT_EQ(wikitext_detokenize("a /' 5/ b ( c )"), "a /'[0-9]/ b (c)");
+}
+
 TEST_F(TaskFormats, BoolqOriginalSuperGlueAndReformatted) {
   put("boolq/validation/dev.jsonl",
       R"({"question": "is the sky blue", "title": "Sky", "answer": true, "passage": "The sky is blue."})"

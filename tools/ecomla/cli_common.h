@@ -16,6 +16,7 @@ void add_convert(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_distill(CLI::App& app);
 void add_generate(CLI::App& app);
 
 struct ComputeOptions {

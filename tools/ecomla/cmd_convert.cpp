@@ -145,21 +145,10 @@ void add_convert(CLI::App& app) {
     const ConvertConfig c = merged_config(a, *cmd, before.n_layer);
     validate_conversion(before, c.options);  // before loading weights or reading calibration
     // The calibration text is tokenized (and checked) before the weights are loaded.
-    std::optional<Calibration> calibration;
-    if (c.options.init == MlaInit::kActivation) {
-      // Measured: without calibration (white activations) this init is worse than X-EcoMLA's.
-      if (c.calib.empty()) {
-        throw std::invalid_argument(
-            "the activation init needs calibration text: --calib FILE (any text in the model's "
-            "domain, e.g. ../shared/data/wikitext2/validation/wiki.valid.tokens), or use "
-            "--init xecomla");
-      } else {
-        const std::vector<int32_t> tokens =
-            load_tokenizer(a.model).encode(read_text_file(c.calib), false);
-        calibration = make_calibration(tokens, c.calib_ctx, c.calib_tokens);
-        fmt::print(stderr, "calibration: {} sequences of {} tokens from {}\n",
-                   calibration->tokens.size(0), c.calib_ctx, c.calib);
-      }
+    const std::optional<Calibration> calibration = load_calibration(c, load_tokenizer(a.model));
+    if (calibration) {
+      fmt::print(stderr, "calibration: {} sequences of {} tokens from {}\n",
+                 calibration->tokens.size(0), c.calib_ctx, c.calib);
     }
     LoadedModel loaded = load_for_compute(a.model, {"fp32", "cpu"});
     fmt::print(stderr, "converting with the {} init\n", mla_init_name(c.options.init));

@@ -32,7 +32,7 @@ void add_eval(CLI::App& app) {
   static std::string model, tasks, data_dir = "../shared/data", output, log_samples;
   static std::vector<std::string> task_files;
   static ComputeOptions compute;
-  static int64_t limit = -1, batch_size = 64, batch_tokens = 4096, max_length = 0;
+  static int64_t limit = -1, batch_size = 64, batch_tokens = 2048, max_length = 0;
   static bool json = false;
   cmd->add_option("MODEL", model, "GGUF file or Hugging Face model folder")->required();
   cmd->add_option("--tasks", tasks,

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   ecomla::cli::add_tokenize(app);
   ecomla::cli::add_perplexity(app);
   ecomla::cli::add_eval(app);
+  ecomla::cli::add_distill(app);
   ecomla::cli::add_generate(app);
   app.parse_complete_callback([&] {
     at::set_num_threads(threads > 0 ? threads

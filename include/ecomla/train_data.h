@@ -1,0 +1,42 @@
+// Training text for distillation: local files rendered to documents, tokenized, shuffled by
+// seed and packed into fixed-length sequences, as X-EcoMLA's trainer packs its dataset_mixer.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "ecomla/tokenizer.h"
+
+namespace ecomla {
+
+// One entry of a dataset_mixer: a local file and the share of its documents to use (as the
+// alignment handbook's mixer: 0.5 takes a seeded half; above 1 repeats documents).
+struct DataSource {
+  std::filesystem::path path;
+  double ratio = 1.0;
+};
+
+// The documents of one file, as text:
+// - .txt: the whole file is one document;
+// - .jsonl / .json records: "text"; "messages" (chat, rendered with the model's chat template);
+//   "instruction" (+ "input") and "output" (Alpaca); "question" and "answer" (GSM8K);
+//   "prompt" and "completion" — the last three rendered as a user/assistant chat.
+// Throws FormatError naming the file and line for a record with none of these.
+std::vector<std::string> read_training_documents(const std::filesystem::path& path,
+                                                 const Tokenizer& tokenizer);
+
+struct PackedData {
+  std::vector<std::vector<int32_t>> train, held_out;  // sequences of `length` tokens
+  int64_t documents = 0;
+  int64_t tokens = 0;  // in the packed stream, before the tail is dropped
+};
+
+// Every source's documents (its ratio of them, chosen by `seed`), each tokenized with EOS
+// after it, in a seeded shuffled order, concatenated and cut into sequences of `length`
+// tokens; the last `held_out` sequences are kept apart for evaluation.
+PackedData pack_training_data(const std::vector<DataSource>& sources, const Tokenizer& tokenizer,
+                              int64_t length, int64_t held_out, uint64_t seed);
+
+}  // namespace ecomla

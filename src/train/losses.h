@@ -1,0 +1,37 @@
+// The distillation losses. Shape legend: B batch, T tokens, V vocabulary, D hidden size.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+#include "ecomla/model.h"
+
+namespace ecomla::train {
+
+struct KdLoss {
+  at::Tensor loss;  // kl_weight * kl + ce_weight * ce, with the student's graph
+  at::Tensor kl;    // KL(p_teacher || p_student) per token, tau^2-scaled
+  at::Tensor ce;    // the student's next-token cross-entropy per predicted token
+};
+
+// student_logits, teacher_logits [B, T, V]; tokens [B, T]. KL at every position, averaged over
+// the B * T tokens, at temperature tau (softmax(z / tau)), times tau^2 so that gradients keep
+// their scale across temperatures (Hinton et al. 2015); CE over positions 0..T-2 predicting
+// tokens 1..T-1. Both in fp32 whatever the logits' dtype.
+KdLoss kd_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
+               const at::Tensor& tokens, double kl_weight, double ce_weight, double temperature);
+
+// The teacher's side of layer-wise distillation: for each layer, its input hidden state, its
+// attention output and its output [B, T, D], without gradients.
+struct LayerTargets {
+  std::vector<at::Tensor> inputs, attention, outputs;
+};
+LayerTargets layer_targets(LlamaForCausalLM& teacher, const at::Tensor& tokens);
+
+// Layer-wise loss of the student's MLA layers, each fed the teacher's input of that layer:
+// sum over them of MSE(attention output) + MSE(layer output) against the teacher's
+// (Zebra-Llama's intermediate-layer distillation). Returns it with the student's graph.
+at::Tensor layerwise_loss(LlamaForCausalLM& student, const LayerTargets& targets);
+
+}  // namespace ecomla::train

@@ -1,0 +1,226 @@
+// Distillation on tiny models saved in the test: the losses against direct computations, the
+// data packing, the config reader, and whole runs (loss goes down, resume reproduces the
+// uninterrupted run, NaN keeps the last checkpoint, bad configs fail before training).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "ecomla/distill.h"
+#include "ecomla/error.h"
+#include "ecomla/hf_checkpoint.h"
+#include "support/tiny_model.h"
+#include "train/losses.h"
+
+namespace ecomla {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(KdLoss, MatchesTheDefinition) {
+  at::manual_seed(3);
+  const at::Tensor student = at::randn({2, 4, 7}), teacher = at::randn({2, 4, 7});
+  const at::Tensor tokens = at::randint(0, 7, {2, 4}, at::kLong);
+  for (const double tau : {1.0, 2.0}) {
+    const train::KdLoss l = train::kd_loss(student, teacher, tokens, 0.7, 0.3, tau);
+    double kl = 0, ce = 0;
+    for (int64_t b = 0; b < 2; ++b) {
+      for (int64_t t = 0; t < 4; ++t) {
+        const at::Tensor ps = (student[b][t] / tau).softmax(0),
+                         pt = (teacher[b][t] / tau).softmax(0);
+        for (int64_t v = 0; v < 7; ++v) {
+          const double p = pt[v].item<double>(), q = ps[v].item<double>();
+          kl += p * std::log(p / q);
+        }
+        if (t < 3)
+          ce -= student[b][t].log_softmax(0)[tokens[b][t + 1].item<int64_t>()].item<double>();
+      }
+    }
+    kl = kl / 8 * tau * tau;
+    ce /= 6;
+    EXPECT_NEAR(l.kl.item<double>(), kl, 1e-5);
+    EXPECT_NEAR(l.ce.item<double>(), ce, 1e-5);
+    EXPECT_NEAR(l.loss.item<double>(), 0.7 * kl + 0.3 * ce, 1e-5);
+  }
+  // A student equal to its teacher has zero KL and no KL gradient.
+  const at::Tensor same = teacher.clone().requires_grad_(true);
+  const train::KdLoss zero = train::kd_loss(same, teacher, tokens, 1.0, 0.0, 1.0);
+  zero.loss.backward();
+  EXPECT_NEAR(zero.kl.item<double>(), 0.0, 1e-6);
+  EXPECT_LT(same.grad().abs().max().item<double>(), 1e-6);
+}
+
+TEST(LayerwiseLoss, TeacherTargetsRebuildTheForwardPass) {
+  LlamaForCausalLM teacher = test::random_model(test::tiny_config(), 1);
+  const at::Tensor tokens = at::randint(0, 300, {2, 6}, at::kLong);
+  const train::LayerTargets targets = train::layer_targets(teacher, tokens);
+  ASSERT_EQ(targets.outputs.size(), 2u);
+  // The last layer's output, normed, is the backbone's output.
+  at::NoGradGuard no_grad_check;
+  EXPECT_TRUE(at::allclose(teacher->model->norm(targets.outputs.back()),
+                           teacher->model->forward(tokens), 1e-5, 1e-5));
+}
+
+TEST(LayerwiseLoss, IsTheMseOfTheMlaLayerOnTeacherInputs) {
+  LlamaForCausalLM teacher = test::random_model(test::tiny_config(), 1);
+  LlamaForCausalLM student = test::random_model(test::tiny_hybrid_config(false), 2);
+  const at::Tensor tokens = at::randint(0, 300, {2, 6}, at::kLong);
+  const train::LayerTargets targets = train::layer_targets(teacher, tokens);
+  const at::Tensor loss = train::layerwise_loss(student, targets);
+  // Layer 1 is the only MLA layer: its attention and output on the teacher's layer-1 input.
+  DecoderLayerImpl& layer = student->model->layers->at<DecoderLayerImpl>(1);
+  const at::Tensor x = targets.inputs[1];
+  const at::Tensor attention = layer.mla->forward(layer.input_layernorm(x));
+  const at::Tensor h = x + attention;
+  const at::Tensor out = h + layer.mlp(layer.post_attention_layernorm(h));
+  const double expected =
+      ((attention - targets.attention[1]).pow(2).mean() + (out - targets.outputs[1]).pow(2).mean())
+          .item<double>();
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-6 * expected);
+  loss.backward();
+  for (const auto& p : student->named_parameters()) {
+    const bool mla_layer = p.key().find("layers.1.") != std::string::npos;
+    EXPECT_EQ(p.value().grad().defined() && p.value().grad().abs().sum().item<double>() > 0,
+              mla_layer)
+        << p.key();
+  }
+}
+
+// A tiny teacher and its converted student saved as Hugging Face folders, training text, and a
+// config for them.
+class DistillRuns : public testing::Test {
+protected:
+  void SetUp() override {
+    const Tokenizer tokenizer(test::tiny_tokenizer_spec());
+    LlamaForCausalLM teacher = test::random_model(test::tiny_config(), 1);
+    save_hf_checkpoint(dir_ / "teacher", *teacher, teacher->config(), tokenizer);
+    ConvertOptions options;
+    options.init = MlaInit::kXEcoMla;
+    options.kv.rank = 8;
+    options.dim_rope = 4;
+    options.dim_nope = 4;
+    const Conversion conv = convert_to_mla(teacher, options);
+    save_hf_checkpoint(dir_ / "student", *conv.model, conv.model->config(), tokenizer);
+    std::ofstream text(dir_ / "train.txt");
+    for (int i = 0; i < 60; ++i) text << "hello world " << i << " the quick brown fox. ";
+    std::ofstream chat(dir_ / "chat.jsonl");
+    chat << R"({"instruction": "Say hi", "input": "", "output": "hello"})"
+         << "\n";
+    chat << R"({"question": "1+1?", "answer": "2"})"
+         << "\n";
+    config_ = fmt_config();
+  }
+  std::string fmt_config() const {
+    return "model_name_or_path: " + (dir_ / "student").string() + "\n" +
+           "teacher_model_name_or_path: " + (dir_ / "teacher").string() + "\n" +
+           "dataset_mixer:\n  " + (dir_ / "train.txt").string() + ": 1.0\n  " +
+           (dir_ / "chat.jsonl").string() + ": 1.0\n" + "output_dir: " + (dir_ / "out").string() +
+           "\n" +
+           "max_seq_length: 16\nper_device_train_batch_size: 2\ngradient_accumulation_steps: 2\n"
+           "learning_rate: 3.0e-3\nwarmup_ratio: 0.1\nmax_steps: 6\nsave_steps: 3\n"
+           "eval_sequences: 2\ncompute_dtype: fp32\nkl_weight: 1.0\nce_weight: 0.1\n"
+           "bf16: true\nreport_to: [wandb]\n";
+  }
+  DistillConfig config(const std::vector<std::string>& overrides = {}) {
+    std::ofstream(dir_ / "config.yaml") << config_;
+    return read_distill_config(dir_ / "config.yaml", overrides);
+  }
+
+  test::TempDir dir_;
+  std::string config_;
+};
+
+TEST_F(DistillRuns, ConfigKeysOverridesAndUnknownKeys) {
+  const DistillConfig c = config({"learning_rate=1e-4", "stage=layerwise"});
+  EXPECT_DOUBLE_EQ(c.learning_rate, 1e-4);
+  EXPECT_EQ(c.stage, DistillStage::kLayerwise);
+  EXPECT_EQ(c.max_seq_length, 16);
+  EXPECT_EQ(c.dataset_mixer.size(), 2u);
+  EXPECT_FALSE(c.convert.has_value());  // no MLA keys
+  EXPECT_EQ(c.ignored_keys, (std::vector<std::string>{"bf16", "report_to"}));
+  EXPECT_TRUE(config({"kv_lora_rank=8"}).convert.has_value());
+  test::expect_format_error([&] { config({"learning_rat=1"}); }, {"unknown keys: learning_rat"});
+  test::expect_format_error([&] { config({"max_steps=[1]"}); }, {"'max_steps' has the wrong type"});
+}
+
+TEST_F(DistillRuns, KdLowersTheLossAndResumeRepeatsTheSameLosses) {
+  const DistillResult straight = distill(config(), {});
+  ASSERT_TRUE(straight.finished);
+  std::vector<double> losses;
+  for (const auto& m : straight.metrics) {
+    if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
+  }
+  ASSERT_EQ(losses.size(), 6u);
+  EXPECT_LT(losses.back(), losses.front());
+  EXPECT_TRUE(straight.metrics.back().contains("eval_kl"));
+
+  // Interrupted after 4 steps, then resumed: the same losses, the same final weights.
+  const DistillConfig again = config({"output_dir=" + (dir_ / "out2").string()});
+  DistillRun first;
+  first.stop_after = 4;
+  const DistillResult stopped = distill(again, first);
+  EXPECT_FALSE(stopped.finished);
+  EXPECT_EQ(stopped.steps, 4);
+  DistillRun second;
+  second.resume = true;
+  const DistillResult resumed = distill(again, second);
+  EXPECT_TRUE(resumed.finished);
+  std::vector<double> resumed_losses;
+  for (const auto& m : resumed.metrics) {
+    if (m.contains("loss")) resumed_losses.push_back(m["loss"].get<double>());
+  }
+  ASSERT_EQ(resumed_losses.size(), 2u);
+  EXPECT_DOUBLE_EQ(resumed_losses[0], losses[4]);
+  EXPECT_DOUBLE_EQ(resumed_losses[1], losses[5]);
+  // metrics.jsonl reads as one run: six training lines.
+  std::ifstream in(dir_ / "out2" / "metrics.jsonl");
+  int training_lines = 0;
+  for (std::string line; std::getline(in, line);) {
+    training_lines += nlohmann::json::parse(line).contains("loss") ? 1 : 0;
+  }
+  EXPECT_EQ(training_lines, 6);
+  const std::string svg = test::read_text(dir_ / "out2" / "loss.svg");
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  EXPECT_NE(svg.find("held-out loss"), std::string::npos);
+}
+
+TEST_F(DistillRuns, LayerwiseStageRuns) {
+  const DistillResult r = distill(config({"stage=layerwise", "max_steps=3"}), {});
+  EXPECT_TRUE(r.finished);
+  EXPECT_FALSE(r.metrics.front().contains("kl"));
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "checkpoint" / "model.safetensors"));
+}
+
+TEST_F(DistillRuns, NanLossStopsAndKeepsTheLastCheckpoint) {
+  try {
+    distill(config({"learning_rate=1e30", "save_steps=1", "max_grad_norm=1e30"}), {});
+    ADD_FAILURE() << "a diverging run finished";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("last good checkpoint"), std::string::npos) << e.what();
+  }
+  std::ifstream state(dir_ / "out" / "checkpoint" / "state.json");
+  ASSERT_TRUE(state.good());
+  EXPECT_GE(nlohmann::json::parse(state)["step"].get<int64_t>(), 1);
+}
+
+TEST_F(DistillRuns, BadConfigsFailBeforeTraining) {
+  EXPECT_THROW(distill(config({"model_name_or_path=/no/such/model"}), {}), std::invalid_argument);
+  // A plain student without MLA keys, and one with ranks larger than the matrices.
+  EXPECT_THROW(distill(config({"model_name_or_path=" + (dir_ / "teacher").string()}), {}),
+               std::invalid_argument);
+  EXPECT_THROW(distill(config({"model_name_or_path=" + (dir_ / "teacher").string(),
+                               "kv_lora_rank=9999", "init_with_svd=true"}),
+                       {}),
+               std::invalid_argument);
+  // A teacher with another vocabulary.
+  LlamaForCausalLM other = test::random_model(test::tiny_config(), 5);
+  TokenizerSpec spec = test::tiny_tokenizer_spec();
+  spec.tokens.back() = "<another>";
+  save_hf_checkpoint(dir_ / "other", *other, other->config(), Tokenizer(spec));
+  EXPECT_THROW(distill(config({"teacher_model_name_or_path=" + (dir_ / "other").string()}), {}),
+               std::invalid_argument);
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "metrics.jsonl"));
+}
+
+}  // namespace
+}  // namespace ecomla
