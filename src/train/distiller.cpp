@@ -245,6 +245,7 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
         "layer-wise distillation needs a teacher with the student's layers");
   }
   const bool bf16 = autocast_bf16(c.compute_dtype);
+  log(bf16 ? "compute: bf16 autocast (fp32 master weights), teacher in bf16" : "compute: fp32");
   teacher.model->to(bf16 ? at::kBFloat16 : at::kFloat);  // no gradients: bf16 weights suffice
   teacher.model->eval();
   for (auto& p : teacher.model->parameters()) p.set_requires_grad(false);
@@ -354,7 +355,8 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
     entry["step"] = step;
     record(entry);
   }
-  if (step < total_steps && step % c.save_steps != 0) {  // --stop-after: leave a checkpoint to resume from
+  if (step < total_steps &&
+      step % c.save_steps != 0) {  // --stop-after: leave a checkpoint to resume from
     train::save_checkpoint(c.output_dir, model, student.tokenizer, optimizer, step);
   }
   write_loss_curve(c.output_dir, metrics.entries(), stage_name);

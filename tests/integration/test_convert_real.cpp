@@ -88,7 +88,7 @@ TEST(ConvertCli, ConvertsReportsSavesKeepsQualityAndGenerates) {
   EXPECT_FALSE(text.empty());
 
   // The converted model evaluates like any other: its piqa accuracy on 50 documents is above
-  // chance (the original scores 0.70 on them).
+  // chance (the original scores acc 0.68 on them).
   const auto [eval_status, results] = test::run_cli(
       "eval " + folder + " --tasks piqa --limit 50 --json --data-dir " + ECOMLA_SHARED_DATA);
   ASSERT_EQ(eval_status, 0);
