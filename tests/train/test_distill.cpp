@@ -143,6 +143,15 @@ TEST_F(DistillRuns, ConfigKeysOverridesAndUnknownKeys) {
   test::expect_format_error([&] { config({"max_steps=[1]"}); }, {"'max_steps' has the wrong type"});
 }
 
+TEST(DistillConfigFile, TheShippedExampleReads) {
+  const DistillConfig c = read_distill_config(std::string(ECOMLA_TEST_DATA) +
+                                              "/../../examples/distill-smollm2-kv50.yaml");
+  EXPECT_EQ(c.stage, DistillStage::kKd);
+  EXPECT_EQ(c.dataset_mixer.size(), 3u);
+  EXPECT_TRUE(c.ignored_keys.empty());
+  EXPECT_FALSE(c.convert.has_value());  // the student is converted already
+}
+
 TEST_F(DistillRuns, KdLowersTheLossAndResumeRepeatsTheSameLosses) {
   const DistillResult straight = distill(config(), {});
   ASSERT_TRUE(straight.finished);
