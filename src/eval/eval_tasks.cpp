@@ -192,20 +192,8 @@ std::vector<Document> load_openbookqa(const fs::path& path) {
 // piqa: "Question: {{goal}}\nAnswer:", choices [sol1, sol2]; the label from the record
 // (Hugging Face) or from the release's labels file.
 std::vector<Document> load_piqa(const fs::path& path) {
-  const std::vector<Record> records = read_records(path);
-  const std::optional<std::vector<int64_t>> labels = sibling_labels(path);
-  if (labels && labels->size() != records.size()) {
-    throw FormatError(fmt::format("{}: {} records but {} labels in its -labels.lst", path.string(),
-                                  records.size(), labels->size()));
-  }
   std::vector<Document> docs;
-  for (size_t i = 0; i < records.size(); ++i) {
-    const Record& r = records[i];
-    if (!labels && !r.value.contains("label")) {
-      throw FormatError(r.origin + ": no 'label', and no labels file " + path.stem().string() +
-                        "-labels.lst next to it");
-    }
-    const int64_t gold = labels ? (*labels)[i] : integer_of(r.value, "label", r.origin);
+  for (const auto& [r, gold] : labeled_records(path, "label")) {
     docs.push_back(multiple_choice(
         r.origin, "Question: " + text_of(r.value, "goal", r.origin) + "\nAnswer:",
         {text_of(r.value, "sol1", r.origin), text_of(r.value, "sol2", r.origin)}, gold));
@@ -309,24 +297,12 @@ std::vector<Document> load_lambada(const fs::path& path) {
 // winogrande: partial evaluation; each option fills the blank of the context and the shared
 // remainder is scored: (sentence[:i] + option, " " + sentence[i+1:].strip()).
 std::vector<Document> load_winogrande(const fs::path& path) {
-  const std::vector<Record> records = read_records(path);
-  const std::optional<std::vector<int64_t>> labels = sibling_labels(path);
-  if (labels && labels->size() != records.size()) {
-    throw FormatError(fmt::format("{}: {} records but {} labels in its -labels.lst", path.string(),
-                                  records.size(), labels->size()));
-  }
   std::vector<Document> docs;
-  for (size_t i = 0; i < records.size(); ++i) {
-    const Record& r = records[i];
+  for (const auto& [r, answer] : labeled_records(path, "answer")) {
     const std::string sentence = text_of(r.value, "sentence", r.origin);
     const size_t blank = sentence.find('_');
     if (blank == std::string::npos) throw FormatError(r.origin + ": the sentence has no '_'");
     const std::string rest = strip(sentence.substr(blank + 1));
-    if (!labels && !r.value.contains("answer")) {
-      throw FormatError(r.origin + ": no 'answer', and no labels file " + path.stem().string() +
-                        "-labels.lst next to it");
-    }
-    const int64_t answer = labels ? (*labels)[i] : integer_of(r.value, "answer", r.origin);
     if (answer != 1 && answer != 2) throw FormatError(r.origin + ": the answer must be 1 or 2");
     Document doc;
     doc.origin = r.origin;

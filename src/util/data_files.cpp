@@ -131,12 +131,27 @@ std::vector<int64_t> read_labels(const fs::path& path) {
   return labels;
 }
 
-// The labels file that the PIQA and WinoGrande releases put next to their data:
-// valid.jsonl -> valid-labels.lst.
-std::optional<std::vector<int64_t>> sibling_labels(const fs::path& data) {
-  const fs::path labels = data.parent_path() / (data.stem().string() + "-labels.lst");
-  if (!fs::exists(labels)) return std::nullopt;
-  return read_labels(labels);
+std::vector<LabeledRecord> labeled_records(const fs::path& data, const std::string& key) {
+  std::vector<Record> records = read_records(data);
+  const std::string labels_name = data.stem().string() + "-labels.lst";
+  const fs::path labels_path = data.parent_path() / labels_name;
+  std::optional<std::vector<int64_t>> labels;
+  if (fs::exists(labels_path)) labels = read_labels(labels_path);
+  if (labels && labels->size() != records.size()) {
+    throw FormatError(fmt::format("{}: {} records but {} labels in its -labels.lst", data.string(),
+                                  records.size(), labels->size()));
+  }
+  std::vector<LabeledRecord> out;
+  for (size_t i = 0; i < records.size(); ++i) {
+    Record& r = records[i];
+    if (!labels && !r.value.contains(key)) {
+      throw FormatError(r.origin + ": no '" + key + "', and no labels file " + labels_name +
+                        " next to it");
+    }
+    const int64_t label = labels ? (*labels)[i] : integer_of(r.value, key, r.origin);
+    out.push_back({std::move(r), label});
+  }
+  return out;
 }
 
 std::string text_of(const json& record, const std::string& key, const std::string& origin) {

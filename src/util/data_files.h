@@ -37,9 +37,17 @@ std::vector<std::pair<std::vector<std::string>, std::string>> read_csv(
 
 // One integer per non-empty line (PIQA's and WinoGrande's label files).
 std::vector<int64_t> read_labels(const std::filesystem::path& path);
-// The labels file that the PIQA and WinoGrande releases put next to their data
-// (valid.jsonl -> valid-labels.lst), if there is one.
-std::optional<std::vector<int64_t>> sibling_labels(const std::filesystem::path& data);
+
+struct LabeledRecord {
+  Record record;
+  int64_t label = 0;
+};
+// The records of `data` with their labels: from the labels file the PIQA and WinoGrande
+// releases put next to their data (valid.jsonl -> valid-labels.lst) when there is one, else
+// from each record's `key` (the Hugging Face layouts). FormatError when the counts differ or
+// a record has no label.
+std::vector<LabeledRecord> labeled_records(const std::filesystem::path& data,
+                                           const std::string& key);
 
 // Typed fields of a record; `origin` names it in errors.
 std::string text_of(const nlohmann::json& record, const std::string& key,
