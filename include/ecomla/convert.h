@@ -108,8 +108,6 @@ struct ConvertConfig {
 };
 // Throws FormatError naming the file and key when a value has the wrong type.
 ConvertConfig read_convert_config(const std::string& yaml_path);
-// The same from YAML text; `origin` names it in errors.
-ConvertConfig parse_convert_config(const std::string& yaml, const std::string& origin);
 
 // The calibration a config's init needs, from its `calib` text: none for the X-EcoMLA init.
 // The activation init without `calib` throws std::invalid_argument (without calibration it

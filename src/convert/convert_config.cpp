@@ -1,42 +1,23 @@
 // Conversion config files (YAML) with X-EcoMLA's keys, and layer lists.
-#include <yaml-cpp/yaml.h>
+#include "convert/convert_config.h"
 
 #include <fmt/format.h>
 
-#include <fstream>
 #include <set>
 
-#include "ecomla/convert.h"
 #include "ecomla/error.h"
+#include "util/data_files.h"
+#include "util/yaml_config.h"
 
 namespace ecomla {
-namespace {
 
-template <typename T>
-T value(const YAML::Node& node, const std::string& key, const std::string& file) {
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    throw FormatError(fmt::format("{}: '{}' has the wrong type", file, key));
-  }
-}
-
-}  // namespace
+using yaml_config::value;
 
 ConvertConfig read_convert_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw FormatError(path + ": cannot open");
-  return parse_convert_config(std::string(std::istreambuf_iterator<char>(in), {}), path);
+  return convert_config_from(yaml_config::load_mapping(path), path);
 }
 
-ConvertConfig parse_convert_config(const std::string& yaml, const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    throw FormatError(fmt::format("{}: {}", path, e.what()));
-  }
-  if (!root.IsMap()) throw FormatError(path + ": expected a mapping of keys to values");
+ConvertConfig convert_config_from(const YAML::Node& root, const std::string& path) {
   ConvertConfig c;
   ConvertOptions& o = c.options;
   bool init_given = false, svd = true;
@@ -98,10 +79,8 @@ std::optional<Calibration> load_calibration(const ConvertConfig& c, const Tokeni
         "domain, e.g. ../shared/data/wikitext2/validation/wiki.valid.tokens), or use "
         "--init xecomla");
   }
-  std::ifstream in(c.calib, std::ios::binary);
-  if (!in) throw FormatError(c.calib + ": cannot open");
-  const std::string text(std::istreambuf_iterator<char>(in), {});
-  return make_calibration(tokenizer.encode(text, false), c.calib_ctx, c.calib_tokens);
+  return make_calibration(tokenizer.encode(data_files::read_text(c.calib), false), c.calib_ctx,
+                          c.calib_tokens);
 }
 
 std::vector<int64_t> parse_layer_list(const std::string& text, int64_t n_layer) {

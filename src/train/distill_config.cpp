@@ -3,13 +3,17 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fmt/format.h>
-#include <fstream>
 #include <set>
 
+#include "convert/convert_config.h"
 #include "ecomla/distill.h"
 #include "ecomla/error.h"
+#include "util/yaml_config.h"
 
 namespace ecomla {
+
+using yaml_config::value;
+
 namespace {
 
 // TrainingArguments / alignment-handbook keys found in X-EcoMLA's configs that change nothing
@@ -55,15 +59,6 @@ const std::set<std::string>& ignorable_keys() {
   return keys;
 }
 
-template <typename T>
-T as(const YAML::Node& node, const std::string& key, const std::string& origin) {
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    throw FormatError(fmt::format("{}: '{}' has the wrong type", origin, key));
-  }
-}
-
 // "key=value" on top of the file's keys; the value is read as YAML ("1e-4", "[0,1]", "true").
 void apply_override(YAML::Node& root, const std::string& entry, const std::string& origin) {
   const size_t eq = entry.find('=');
@@ -82,18 +77,12 @@ void apply_override(YAML::Node& root, const std::string& entry, const std::strin
 DistillConfig read_distill_config(const std::filesystem::path& path,
                                   const std::vector<std::string>& overrides) {
   const std::string origin = path.string();
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(origin);
-  } catch (const YAML::Exception& e) {
-    throw FormatError(fmt::format("{}: {}", origin, e.what()));
-  }
-  if (!root.IsMap()) throw FormatError(origin + ": expected a mapping of keys to values");
+  YAML::Node root = yaml_config::load_mapping(origin);
   for (const std::string& entry : overrides) apply_override(root, entry, origin);
 
   DistillConfig c;
   // The MLA keys are the conversion's; what it leaves are the training keys.
-  ConvertConfig convert = parse_convert_config(YAML::Dump(root), origin);
+  ConvertConfig convert = convert_config_from(root, origin);
   const std::set<std::string> training(convert.ignored_keys.begin(), convert.ignored_keys.end());
   if (training.size() < root.size()) {
     convert.ignored_keys.clear();
@@ -105,73 +94,73 @@ DistillConfig read_distill_config(const std::filesystem::path& path,
     if (!training.contains(key)) continue;
     const YAML::Node& v = entry.second;
     if (key == "model_name_or_path") {
-      c.model_name_or_path = as<std::string>(v, key, origin);
+      c.model_name_or_path = value<std::string>(v, key, origin);
     } else if (key == "teacher_model_name_or_path") {
-      c.teacher_model_name_or_path = as<std::string>(v, key, origin);
+      c.teacher_model_name_or_path = value<std::string>(v, key, origin);
     } else if (key == "stage") {
-      const std::string stage = as<std::string>(v, key, origin);
+      const std::string stage = value<std::string>(v, key, origin);
       if (stage != "kd" && stage != "layerwise") {
         throw FormatError(origin + ": stage must be kd or layerwise, got '" + stage + "'");
       }
       c.stage = stage == "kd" ? DistillStage::kKd : DistillStage::kLayerwise;
     } else if (key == "kl_weight") {
-      c.kl_weight = as<double>(v, key, origin);
+      c.kl_weight = value<double>(v, key, origin);
     } else if (key == "ce_weight") {
-      c.ce_weight = as<double>(v, key, origin);
+      c.ce_weight = value<double>(v, key, origin);
     } else if (key == "temperature") {
-      c.temperature = as<double>(v, key, origin);
+      c.temperature = value<double>(v, key, origin);
     } else if (key == "learning_rate") {
-      c.learning_rate = as<double>(v, key, origin);
+      c.learning_rate = value<double>(v, key, origin);
     } else if (key == "weight_decay") {
-      c.weight_decay = as<double>(v, key, origin);
+      c.weight_decay = value<double>(v, key, origin);
     } else if (key == "adam_beta1") {
-      c.adam_beta1 = as<double>(v, key, origin);
+      c.adam_beta1 = value<double>(v, key, origin);
     } else if (key == "adam_beta2") {
-      c.adam_beta2 = as<double>(v, key, origin);
+      c.adam_beta2 = value<double>(v, key, origin);
     } else if (key == "adam_epsilon") {
-      c.adam_epsilon = as<double>(v, key, origin);
+      c.adam_epsilon = value<double>(v, key, origin);
     } else if (key == "max_grad_norm") {
-      c.max_grad_norm = as<double>(v, key, origin);
+      c.max_grad_norm = value<double>(v, key, origin);
     } else if (key == "lr_scheduler_type") {
-      c.lr_scheduler_type = as<std::string>(v, key, origin);
+      c.lr_scheduler_type = value<std::string>(v, key, origin);
       if (c.lr_scheduler_type != "cosine" && c.lr_scheduler_type != "linear" &&
           c.lr_scheduler_type != "constant") {
         throw FormatError(origin + ": lr_scheduler_type must be cosine, linear or constant");
       }
     } else if (key == "warmup_ratio") {
-      c.warmup_ratio = as<double>(v, key, origin);
+      c.warmup_ratio = value<double>(v, key, origin);
     } else if (key == "num_train_epochs") {
-      c.num_train_epochs = as<double>(v, key, origin);
+      c.num_train_epochs = value<double>(v, key, origin);
     } else if (key == "max_steps") {
-      c.max_steps = as<int64_t>(v, key, origin);
+      c.max_steps = value<int64_t>(v, key, origin);
     } else if (key == "per_device_train_batch_size") {
-      c.per_device_train_batch_size = as<int64_t>(v, key, origin);
+      c.per_device_train_batch_size = value<int64_t>(v, key, origin);
     } else if (key == "gradient_accumulation_steps") {
-      c.gradient_accumulation_steps = as<int64_t>(v, key, origin);
+      c.gradient_accumulation_steps = value<int64_t>(v, key, origin);
     } else if (key == "max_seq_length") {
-      c.max_seq_length = as<int64_t>(v, key, origin);
+      c.max_seq_length = value<int64_t>(v, key, origin);
     } else if (key == "freeze_non_mla") {
-      c.freeze_non_mla = as<bool>(v, key, origin);
+      c.freeze_non_mla = value<bool>(v, key, origin);
     } else if (key == "compute_dtype") {
-      c.compute_dtype = as<std::string>(v, key, origin);
+      c.compute_dtype = value<std::string>(v, key, origin);
     } else if (key == "dataset_mixer") {
       if (!v.IsMap()) throw FormatError(origin + ": dataset_mixer maps file paths to ratios");
       for (const auto& source : v) {
-        c.dataset_mixer.push_back(
-            {source.first.as<std::string>(), as<double>(source.second, "dataset_mixer", origin)});
+        c.dataset_mixer.push_back({source.first.as<std::string>(),
+                                   value<double>(source.second, "dataset_mixer", origin)});
       }
     } else if (key == "eval_sequences") {
-      c.eval_sequences = as<int64_t>(v, key, origin);
+      c.eval_sequences = value<int64_t>(v, key, origin);
     } else if (key == "eval_steps") {
-      c.eval_steps = as<int64_t>(v, key, origin);
+      c.eval_steps = value<int64_t>(v, key, origin);
     } else if (key == "save_steps") {
-      c.save_steps = as<int64_t>(v, key, origin);
+      c.save_steps = value<int64_t>(v, key, origin);
     } else if (key == "logging_steps") {
-      c.logging_steps = as<int64_t>(v, key, origin);
+      c.logging_steps = value<int64_t>(v, key, origin);
     } else if (key == "seed") {
-      c.seed = as<int64_t>(v, key, origin);
+      c.seed = value<int64_t>(v, key, origin);
     } else if (key == "output_dir") {
-      c.output_dir = as<std::string>(v, key, origin);
+      c.output_dir = value<std::string>(v, key, origin);
     } else if (ignorable_keys().contains(key)) {
       c.ignored_keys.push_back(key);
     } else {
