@@ -11,26 +11,11 @@
 
 namespace ecomla::cli {
 
-namespace {
-
-std::vector<std::string> split_list(const std::string& list) {
-  std::vector<std::string> items;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    if (comma > start) items.push_back(list.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return items;
-}
-
-}  // namespace
-
 void add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "eval", "Zero-shot tasks and perplexity with lm-evaluation-harness's definitions");
-  static std::string model, tasks, data_dir = "../shared/data", output, log_samples;
-  static std::vector<std::string> task_files;
+  static std::string model, data_dir = "../shared/data", output, log_samples;
+  static std::vector<std::string> tasks, task_files;
   static ComputeOptions compute;
   static int64_t limit = -1, batch_size = 64, batch_tokens = 2048, max_length = 0;
   static bool json = false;
@@ -39,7 +24,8 @@ void add_eval(CLI::App& app) {
                   "Comma-separated tasks: arc_easy, arc_challenge, hellaswag, "
                   "piqa, boolq, lambada_openai, openbookqa, winogrande, "
                   "wikitext, mmlu, mmlu_<subject>")
-      ->required();
+      ->required()
+      ->delimiter(',');
   cmd->add_option("--data-dir", data_dir, "Folder laid out as ../shared/data")
       ->capture_default_str();
   cmd->add_option("--task-file", task_files, "TASK=FILE: read a task from this file instead");
@@ -70,7 +56,7 @@ void add_eval(CLI::App& app) {
       task_options.task_files[entry.substr(0, eq)] = entry.substr(eq + 1);
     }
     // Data first: a typo in a task name or path fails before the model is loaded.
-    const std::vector<Task> loaded_tasks = load_tasks(split_list(tasks), task_options);
+    const std::vector<Task> loaded_tasks = load_tasks(tasks, task_options);
     int64_t n_docs = 0;
     for (const Task& t : loaded_tasks) n_docs += static_cast<int64_t>(t.docs.size());
     fmt::print(stderr, "{} tasks, {} documents\n", loaded_tasks.size(), n_docs);
