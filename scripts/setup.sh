@@ -22,7 +22,8 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # --- Debian packages ---------------------------------------------------------------------
 apt_packages=(build-essential cmake ninja-build pkg-config unzip python3-pip
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev libspdlog-dev
-  libcpp-httplib-dev libicu-dev libgtest-dev libgmock-dev libbenchmark-dev)
+  libcpp-httplib-dev libicu-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libgloo-dev)  # libgloo-dev: the gloo headers of libtorch's c10d Gloo backend
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -15,6 +15,7 @@
 #include "ecomla/distill.h"
 #include "ecomla/model_loader.h"
 #include "ecomla/svg_plot.h"
+#include "train/data_parallel.h"
 #include "train/losses.h"
 #include "train/train_state.h"
 
@@ -140,7 +141,8 @@ private:
   std::vector<int64_t> order_;
 };
 
-// Micro-batch `index`: sequences [index * B, (index + 1) * B) of the data order, [B, T].
+// Micro-batch `index`: sequences [index * B, (index + 1) * B) of the data order, [B, T]. With
+// W processes, process r takes micro-batch m * W + r of global micro-batch m.
 at::Tensor micro_batch(const std::vector<std::vector<int32_t>>& data, DataOrder& order,
                        int64_t batch, int64_t index) {
   std::vector<int64_t> tokens;
@@ -178,25 +180,29 @@ StepLosses stage_loss(const DistillConfig& c, LlamaForCausalLM& student, LlamaFo
   return {kd.loss, kd.kl.item<double>(), kd.ce.item<double>()};
 }
 
-// Held-out KL and perplexity of the student (KD stage) or layer-wise loss.
+// Held-out KL and perplexity of the student (KD stage) or layer-wise loss; each process
+// scores every W-th sequence and the sums are pooled.
 nlohmann::json evaluate_held_out(const DistillConfig& c, LlamaForCausalLM& student,
                                  LlamaForCausalLM& teacher,
-                                 const std::vector<std::vector<int32_t>>& held_out, bool bf16) {
+                                 const std::vector<std::vector<int32_t>>& held_out, bool bf16,
+                                 const train::DataParallel& dp) {
   at::NoGradGuard no_grad;
-  double loss = 0, kl = 0, ce = 0;
-  for (size_t i = 0; i < held_out.size(); ++i) {
+  at::Tensor sums = at::zeros({3}, at::kDouble);  // loss, kl, ce
+  for (size_t i = static_cast<size_t>(dp.rank()); i < held_out.size();
+       i += static_cast<size_t>(dp.world_size())) {
     const at::Tensor tokens = at::tensor(held_out[i], at::kLong).unsqueeze(0);
     const StepLosses l = stage_loss(c, student, teacher, tokens, bf16);
-    loss += l.loss.item<double>();
-    kl += l.kl;
-    ce += l.ce;
+    sums += at::tensor({l.loss.item<double>(), l.kl, l.ce}, at::kDouble);
   }
+  dp.all_reduce_sum(sums);
   const auto n = static_cast<double>(held_out.size());
-  nlohmann::json out = {{"eval_loss", loss / n}};
+  const double loss = sums[0].item<double>() / n, kl = sums[1].item<double>() / n,
+               ce = sums[2].item<double>() / n;
+  nlohmann::json out = {{"eval_loss", loss}};
   if (c.stage == DistillStage::kKd) {
-    out["eval_kl"] = kl / n;
-    out["eval_ce"] = ce / n;
-    out["eval_ppl"] = std::exp(ce / n);
+    out["eval_kl"] = kl;
+    out["eval_ce"] = ce;
+    out["eval_ppl"] = std::exp(ce);
   }
   return out;
 }
@@ -220,8 +226,10 @@ void write_loss_curve(const fs::path& output_dir, const std::vector<nlohmann::js
 }  // namespace
 
 DistillResult distill(const DistillConfig& c, const DistillRun& run) {
+  // One process, or one of torchrun's: only the main one logs and writes files.
+  const train::DataParallel dp = train::DataParallel::from_environment();
   auto log = [&](const std::string& line) {
-    if (run.log) run.log(line);
+    if (run.log && dp.is_main()) run.log(line);
   };
   // --- everything that can be wrong is checked before training ---------------------------------
   if (!fs::exists(c.model_name_or_path)) {
@@ -246,6 +254,7 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
   }
   const bool bf16 = autocast_bf16(c.compute_dtype);
   log(bf16 ? "compute: bf16 autocast (fp32 master weights), teacher in bf16" : "compute: fp32");
+  if (dp.world_size() > 1) log(fmt::format("data parallel: {} processes (Gloo)", dp.world_size()));
   teacher.model->to(bf16 ? at::kBFloat16 : at::kFloat);  // no gradients: bf16 weights suffice
   teacher.model->eval();
   for (auto& p : teacher.model->parameters()) p.set_requires_grad(false);
@@ -253,7 +262,8 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
   const PackedData data = pack_training_data(c.dataset_mixer, student.tokenizer, c.max_seq_length,
                                              c.eval_sequences, static_cast<uint64_t>(c.seed));
   const int64_t batch = c.per_device_train_batch_size, accumulation = c.gradient_accumulation_steps;
-  const int64_t sequences_per_step = batch * accumulation;
+  const int64_t world = dp.world_size();
+  const int64_t sequences_per_step = batch * accumulation * world;  // the global batch
   const int64_t total_steps =
       c.max_steps > 0
           ? c.max_steps
@@ -268,6 +278,7 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
   LlamaForCausalLM& model = student.model;
   model->train();
   std::vector<at::Tensor> params = trainable_parameters(model, mla_only);
+  dp.broadcast_from_main(model->parameters());
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(c.learning_rate)
                                             .betas({c.adam_beta1, c.adam_beta2})
                                             .eps(c.adam_epsilon)
@@ -277,17 +288,25 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
     step = train::load_checkpoint_state(*checkpoint, optimizer);
     log(fmt::format("resuming from {} at step {}", checkpoint->string(), step));
   }
-  fs::create_directories(c.output_dir);
-  train::MetricsLog metrics(c.output_dir / "metrics.jsonl",
-                            checkpoint ? std::optional(step) : std::nullopt);
+  std::optional<train::MetricsLog> metrics;
+  if (dp.is_main()) {
+    fs::create_directories(c.output_dir);
+    metrics.emplace(c.output_dir / "metrics.jsonl",
+                    checkpoint ? std::optional(step) : std::nullopt);
+  }
   DistillResult result;
   auto record = [&](const nlohmann::json& entry) {
-    metrics.write(entry);
+    if (metrics) metrics->write(entry);
     result.metrics.push_back(entry);
   };
-
-  // --- the loop: accumulate, clip, step -------------------------------------------------------
   const std::string stage_name = c.stage == DistillStage::kKd ? "kd" : "layerwise";
+  auto save = [&] {
+    if (!dp.is_main()) return;
+    train::save_checkpoint(c.output_dir, model, student.tokenizer, optimizer, step);
+    write_loss_curve(c.output_dir, metrics->entries(), stage_name);
+  };
+
+  // --- the loop: accumulate, average over processes, clip, step ---------------------------------
   DataOrder order(static_cast<int64_t>(data.train.size()), static_cast<uint64_t>(c.seed));
   const int64_t first_step = step;
   const auto start = std::chrono::steady_clock::now();
@@ -298,15 +317,19 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     }
     optimizer.zero_grad();
-    double loss = 0, kl = 0, ce = 0;
+    at::Tensor losses = at::zeros({3}, at::kDouble);  // loss, kl, ce of this process
     for (int64_t micro = 0; micro < accumulation; ++micro) {
-      const at::Tensor tokens = micro_batch(data.train, order, batch, step * accumulation + micro);
+      const int64_t index = (step * accumulation + micro) * world + dp.rank();
+      const at::Tensor tokens = micro_batch(data.train, order, batch, index);
       const StepLosses l = stage_loss(c, model, teacher.model, tokens, bf16);
       (l.loss / static_cast<double>(accumulation)).backward();
-      loss += l.loss.item<double>() / double(accumulation);
-      kl += l.kl / double(accumulation);
-      ce += l.ce / double(accumulation);
+      losses += at::tensor({l.loss.item<double>(), l.kl, l.ce}, at::kDouble) / double(accumulation);
     }
+    dp.average_gradients(params);
+    dp.all_reduce_sum(losses);
+    losses /= double(world);
+    const double loss = losses[0].item<double>(), kl = losses[1].item<double>(),
+                 ce = losses[2].item<double>();
     if (!std::isfinite(loss)) {
       const std::optional<fs::path> last = train::find_checkpoint(c.output_dir);
       throw std::runtime_error(fmt::format("the loss is {} at step {}; stopping without saving. {}",
@@ -337,29 +360,28 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
     }
     if (c.eval_steps > 0 && step % c.eval_steps == 0 && step < total_steps &&
         !data.held_out.empty()) {
-      nlohmann::json entry = evaluate_held_out(c, model, teacher.model, data.held_out, bf16);
+      nlohmann::json entry = evaluate_held_out(c, model, teacher.model, data.held_out, bf16, dp);
       entry["step"] = step;
       record(entry);
     }
-    if (step % c.save_steps == 0 || step == total_steps) {
-      train::save_checkpoint(c.output_dir, model, student.tokenizer, optimizer, step);
-      write_loss_curve(c.output_dir, metrics.entries(), stage_name);
-    }
-    if (run.progress) {
+    if (step % c.save_steps == 0 || step == total_steps) save();
+    if (run.progress && dp.is_main()) {
       run.progress({"distill", step, total_steps, "steps",
                     fmt::format("loss {:.4f} | {:.0f} tok/s", loss, tokens_per_s)});
     }
   }
   if (step == total_steps && !data.held_out.empty()) {
-    nlohmann::json entry = evaluate_held_out(c, model, teacher.model, data.held_out, bf16);
+    nlohmann::json entry = evaluate_held_out(c, model, teacher.model, data.held_out, bf16, dp);
     entry["step"] = step;
     record(entry);
   }
-  if (step < total_steps &&
-      step % c.save_steps != 0) {  // --stop-after: leave a checkpoint to resume from
-    train::save_checkpoint(c.output_dir, model, student.tokenizer, optimizer, step);
+  // --stop-after leaves a checkpoint to resume from; every run ends with the loss curve.
+  if (step < total_steps && step % c.save_steps != 0) {
+    save();
+  } else if (dp.is_main()) {
+    write_loss_curve(c.output_dir, metrics->entries(), stage_name);
   }
-  write_loss_curve(c.output_dir, metrics.entries(), stage_name);
+  dp.barrier();  // the checkpoint is complete before any process returns
   log(fmt::format("{} steps in {:.1f} s", step - first_step,
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
   result.steps = step;

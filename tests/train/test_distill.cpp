@@ -3,12 +3,18 @@
 // uninterrupted run, NaN keeps the last checkpoint, bad configs fail before training).
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 
 #include "ecomla/distill.h"
 #include "ecomla/error.h"
 #include "ecomla/hf_checkpoint.h"
+#include "ecomla/model_loader.h"
 #include "support/tiny_model.h"
 #include "train/losses.h"
 
@@ -191,6 +197,78 @@ TEST_F(DistillRuns, KdLowersTheLossAndResumeRepeatsTheSameLosses) {
   const std::string svg = test::read_text(dir_ / "out2" / "loss.svg");
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
   EXPECT_NE(svg.find("held-out loss"), std::string::npos);
+}
+
+// A TCP port on loopback that nothing listens on now.
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof addr;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), size) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size) != 0) {
+    close(fd);
+    return 29500;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The values of `key` in the training lines of a metrics.jsonl.
+std::vector<double> logged(const fs::path& metrics, const std::string& key) {
+  std::vector<double> values;
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json entry = nlohmann::json::parse(line);
+    if (entry.contains("loss")) values.push_back(entry[key].get<double>());
+  }
+  return values;
+}
+
+// Two processes on loopback, as torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR/PORT), each
+// with half of every global batch, against one process with the whole batch: the same losses
+// and the same weights, in fp32.
+TEST_F(DistillRuns, TwoProcessesEqualOneWithTheSameGlobalBatch) {
+  const DistillResult single = distill(
+      config({"max_steps=3", "per_device_train_batch_size=4", "gradient_accumulation_steps=2"}),
+      {});
+  ASSERT_TRUE(single.finished);
+
+  std::ofstream(dir_ / "config.yaml") << config_;
+  const std::string cli = std::string(ECOMLA_CLI) + " distill " + (dir_ / "config.yaml").string() +
+                          " --set max_steps=3 --set output_dir=" + (dir_ / "out_dp").string() +
+                          " 2>" + (dir_ / "rank").string();
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) +
+                          " ECOMLA_DIST_TIMEOUT_S=60 WORLD_SIZE=2 RANK=";
+  const std::string both = "sh -c '" + env + "1 " + cli + "1.log & worker=$!; " + env + "0 " + cli +
+                           "0.log; main=$?; wait $worker; exit $(($main | $?))'";
+  ASSERT_EQ(std::system(both.c_str()), 0)
+      << test::read_text(dir_ / "rank0.log") << test::read_text(dir_ / "rank1.log");
+  EXPECT_NE(test::read_text(dir_ / "rank0.log").find("data parallel: 2 processes"),
+            std::string::npos);
+
+  // The loss, and the norm of the averaged gradient (a sum instead of a mean would show here).
+  for (const std::string key : {"loss", "grad_norm"}) {
+    const std::vector<double> one = logged(dir_ / "out" / "metrics.jsonl", key),
+                              two = logged(dir_ / "out_dp" / "metrics.jsonl", key);
+    ASSERT_EQ(one.size(), 3u);
+    ASSERT_EQ(two.size(), 3u);
+    for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(two[i], one[i], 1e-5 * one[i]) << key;
+  }
+  LoadedModel a = load_model(dir_ / "out" / "checkpoint"),
+              b = load_model(dir_ / "out_dp" / "checkpoint");
+  const auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
+  for (const auto& p : pa) {
+    // Adam's normalised step turns the fp32 rounding of two half-batch sums (instead of one
+    // sum) into differences up to ~2e-5 here; a missing or wrong all-reduce moves weights by
+    // the step size (3e-3).
+    EXPECT_TRUE(at::allclose(p.value(), pb[p.key()], 1e-5, 5e-5)) << p.key();
+  }
+  // A rank outside the world is refused before anything is loaded.
+  const std::string bad = "sh -c 'WORLD_SIZE=2 RANK=2 " + cli + "2.log'";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+  EXPECT_NE(test::read_text(dir_ / "rank2.log").find("0 <= RANK < WORLD_SIZE"), std::string::npos);
 }
 
 TEST_F(DistillRuns, LayerwiseStageRuns) {
