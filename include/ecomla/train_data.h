@@ -27,6 +27,14 @@ struct DataSource {
 std::vector<std::string> read_training_documents(const std::filesystem::path& path,
                                                  const Tokenizer& tokenizer);
 
+// The prompts of a file, for sampling responses from a teacher (ecomla synth): conversations
+// that end in a user turn.
+// - .txt: one prompt per non-empty line;
+// - .jsonl / .json records: "messages" (up to its last user turn), "instruction" (+ "input"),
+//   "question" or "prompt"; any answer the record holds is left out.
+// Throws FormatError naming the file and line for a record with none of these.
+std::vector<std::vector<ChatMessage>> read_prompts(const std::filesystem::path& path);
+
 struct PackedData {
   std::vector<std::vector<int32_t>> train, held_out;  // sequences of `length` tokens
   int64_t documents = 0;

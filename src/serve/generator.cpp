@@ -45,6 +45,25 @@ bool Generator::is_stop_token(int32_t id) const {
 GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
                                    const GenerateOptions& options,
                                    const std::function<bool(const std::string&)>& on_text) {
+  return decode(prompt, 1, options, on_text).front();
+}
+
+std::vector<GenerateResult> Generator::generate_samples(const std::vector<int32_t>& prompt,
+                                                        int64_t n, const GenerateOptions& options) {
+  if (n < 1) throw std::invalid_argument("generate: the number of samples must be positive");
+  return decode(prompt, n, options, {});
+}
+
+// One row's decoded text: bytes are handed on once they end a complete UTF-8 sequence.
+struct Generator::Row {
+  GenerateResult result;
+  std::string pending;  // decoded bytes not yet in result.text
+  bool done = false;
+};
+
+std::vector<GenerateResult> Generator::decode(
+    const std::vector<int32_t>& prompt, int64_t n, const GenerateOptions& options,
+    const std::function<bool(const std::string&)>& on_text) {
   if (prompt.empty()) throw std::invalid_argument("generate: empty prompt");
   if (options.max_tokens <= 0) throw std::invalid_argument("generate: max_tokens must be positive");
   c10::InferenceMode guard;
@@ -58,52 +77,72 @@ GenerateResult Generator::generate(const std::vector<int32_t>& prompt,
                                 " tokens fills the context of " + std::to_string(capacity));
   }
   const at::Device device = model_->device();
-  KvCache cache(model_->config(), 1, capacity, dtype, device);
+  KvCache cache(model_->config(), n, capacity, dtype, device);
   Sampler sampler(options.sampler);
-  GenerateResult result;
-  result.stop_reason = "max_tokens";
+  std::vector<Row> rows(static_cast<size_t>(n));
+  for (Row& row : rows) row.result.stop_reason = "max_tokens";
 
   std::vector<int64_t> ids(prompt.begin(), prompt.end());
-  at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0).to(device);  // [1, T]
+  at::Tensor input = at::tensor(ids, at::kLong).repeat({n, 1}).to(device);  // [N, T]
   auto t0 = Clock::now();
-  std::string pending;  // decoded bytes not yet handed to on_text
-  for (int64_t step = 0; step < options.max_tokens; ++step) {
-    const at::Tensor logits = model_->forward(input, &cache);  // [1, T, V]
+  double prefill_seconds = 0;
+  int64_t running = n;
+  for (int64_t step = 0; step < options.max_tokens && running > 0; ++step) {
+    const at::Tensor logits = model_->forward(input, &cache);  // [N, T, V]
     if (step == 0) {
-      result.prefill_seconds = seconds_since(t0);
+      prefill_seconds = seconds_since(t0);
       t0 = Clock::now();
     }
-    // Checkpoints may pad the embedding past the tokenizer; those rows are never tokens.
-    const at::Tensor last = logits[0][logits.size(1) - 1].narrow(0, 0, tokenizer_.vocab_size());
-    const int32_t next = sampler.sample(last);
-    if (options.stop_at_eos && is_stop_token(next)) {
-      result.stop_reason = "eos";
-      break;
-    }
-    result.tokens.push_back(next);
-    pending += tokenizer_.piece(next);
-    const size_t ready = complete_utf8_prefix(pending);
-    if (ready > 0) {
-      result.text += pending.substr(0, ready);
-      const bool go_on = !on_text || on_text(pending.substr(0, ready));
-      pending.erase(0, ready);
-      if (!go_on) {
-        result.stop_reason = "cancelled";
-        break;
+    std::vector<int64_t> next_ids(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) {
+      Row& row = rows[static_cast<size_t>(r)];
+      if (row.done) {  // fed its last token again; its output is no longer read
+        next_ids[static_cast<size_t>(r)] = input[r][input.size(1) - 1].item<int64_t>();
+        continue;
+      }
+      // Checkpoints may pad the embedding past the tokenizer; those rows are never tokens.
+      const at::Tensor last = logits[r][logits.size(1) - 1].narrow(0, 0, tokenizer_.vocab_size());
+      const int32_t next = sampler.sample(last);
+      next_ids[static_cast<size_t>(r)] = next;
+      if (options.stop_at_eos && is_stop_token(next)) {
+        row.result.stop_reason = "eos";
+        row.done = true;
+        continue;
+      }
+      row.result.tokens.push_back(next);
+      row.pending += tokenizer_.piece(next);
+      const size_t ready = complete_utf8_prefix(row.pending);
+      if (ready > 0) {
+        row.result.text += row.pending.substr(0, ready);
+        const bool go_on = !on_text || on_text(row.pending.substr(0, ready));
+        row.pending.erase(0, ready);
+        if (!go_on) {
+          row.result.stop_reason = "cancelled";
+          row.done = true;
+        }
       }
     }
-    if (cache.length() >= capacity) {
-      result.stop_reason = "context";
+    running = std::count_if(rows.begin(), rows.end(), [](const Row& row) { return !row.done; });
+    if (running > 0 && cache.length() >= capacity) {
+      for (Row& row : rows) {
+        if (!row.done) row.result.stop_reason = "context";
+      }
       break;
     }
-    input = at::tensor(std::vector<int64_t>{next}, at::kLong).unsqueeze(0).to(device);
+    input = at::tensor(next_ids, at::kLong).unsqueeze(1).to(device);  // [N, 1]
   }
-  if (!pending.empty()) {
-    result.text += pending;
-    if (on_text) on_text(pending);
+  const double decode_seconds = seconds_since(t0);
+  std::vector<GenerateResult> results;
+  for (Row& row : rows) {
+    if (!row.pending.empty()) {
+      row.result.text += row.pending;
+      if (on_text) on_text(row.pending);
+    }
+    row.result.prefill_seconds = prefill_seconds;
+    row.result.decode_seconds = decode_seconds;
+    results.push_back(std::move(row.result));
   }
-  result.decode_seconds = seconds_since(t0);
-  return result;
+  return results;
 }
 
 }  // namespace ecomla

@@ -15,6 +15,12 @@ using namespace data_files;
 
 namespace {
 
+// An Alpaca record's user turn: the instruction, and its input after a blank line.
+std::string instruction_of(const Record& r) {
+  const std::string input = r.value.value("input", "");
+  return text_of(r.value, "instruction", r.origin) + (input.empty() ? "" : "\n\n" + input);
+}
+
 // A record as the conversation it holds, or an empty list when it is plain text.
 std::vector<ChatMessage> conversation_of(const Record& r) {
   const nlohmann::json& v = r.value;
@@ -28,9 +34,7 @@ std::vector<ChatMessage> conversation_of(const Record& r) {
     return messages;
   }
   if (v.contains("instruction") && v.contains("output")) {
-    const std::string input = v.value("input", "");
-    return {{"user", text("instruction") + (input.empty() ? "" : "\n\n" + input)},
-            {"assistant", text("output")}};
+    return {{"user", instruction_of(r)}, {"assistant", text("output")}};
   }
   if (v.contains("question") && v.contains("answer")) {
     return {{"user", text("question")}, {"assistant", text("answer")}};
@@ -59,6 +63,40 @@ std::vector<std::string> read_training_documents(const fs::path& path, const Tok
     }
   }
   return documents;
+}
+
+std::vector<std::vector<ChatMessage>> read_prompts(const fs::path& path) {
+  std::vector<std::vector<ChatMessage>> prompts;
+  if (path.extension() == ".txt") {
+    for (const std::string& line : read_lines(path)) {
+      if (!strip(line).empty()) prompts.push_back({{"user", line}});
+    }
+    return prompts;
+  }
+  for (const Record& r : read_records(path)) {
+    const nlohmann::json& v = r.value;
+    std::vector<ChatMessage> conversation;
+    if (v.contains("messages")) {
+      conversation = conversation_of(r);
+      while (!conversation.empty() && conversation.back().role != "user") conversation.pop_back();
+    } else if (v.contains("instruction")) {
+      conversation = {{"user", instruction_of(r)}};
+    } else {
+      for (const char* key : {"question", "prompt"}) {
+        if (v.contains(key)) {
+          conversation = {{"user", text_of(v, key, r.origin)}};
+          break;
+        }
+      }
+    }
+    if (conversation.empty()) {
+      throw FormatError(r.origin +
+                        ": expected a prompt: 'messages' with a user turn, 'instruction', "
+                        "'question' or 'prompt'");
+    }
+    prompts.push_back(std::move(conversation));
+  }
+  return prompts;
 }
 
 PackedData pack_training_data(const std::vector<DataSource>& sources, const Tokenizer& tokenizer,

@@ -51,6 +51,32 @@ TEST(Generator, StreamsCompleteUtf8AndIsSeeded) {
   EXPECT_EQ(generator.generate(prompt, options).tokens, r.tokens);  // same seed, same tokens
 }
 
+// A batch of samples decodes each row as a batch of one would: greedy rows equal the single
+// greedy sequence (GQA and MLA caches alike); sampled rows differ and repeat with the seed.
+TEST(Generator, SamplesOfOnePromptDecodeAsOneBatch) {
+  const Tokenizer tokenizer(test::tiny_tokenizer_spec());
+  for (const ModelConfig& config : {test::tiny_config(), test::tiny_hybrid_config(true)}) {
+    Generator generator(test::random_model(config), tokenizer);
+    GenerateOptions options;
+    options.max_tokens = 12;
+    options.stop_at_eos = false;
+    options.sampler = {0.0, 0, 1.0, 0};
+    const auto prompt = tokenizer.encode("hello");
+    const GenerateResult single = generator.generate(prompt, options);
+    const std::vector<GenerateResult> greedy = generator.generate_samples(prompt, 3, options);
+    ASSERT_EQ(greedy.size(), 3u);
+    for (const GenerateResult& r : greedy) {
+      EXPECT_EQ(r.tokens, single.tokens);
+      EXPECT_EQ(r.text, single.text);
+      EXPECT_EQ(r.stop_reason, "max_tokens");
+    }
+    options.sampler = {1.0, 0, 1.0, 11};
+    const std::vector<GenerateResult> sampled = generator.generate_samples(prompt, 3, options);
+    EXPECT_NE(sampled[0].tokens, sampled[1].tokens);
+    EXPECT_EQ(generator.generate_samples(prompt, 3, options)[2].tokens, sampled[2].tokens);
+  }
+}
+
 TEST(Generator, StopsWhenTheCallbackSaysSoAndRejectsBadLimits) {
   const Tokenizer tokenizer(test::tiny_tokenizer_spec());
   Generator generator(test::random_model(test::tiny_config()), tokenizer);

@@ -28,6 +28,26 @@ LoadedModel load_for_compute(const std::string& path, const ComputeOptions& comp
   return loaded;
 }
 
+void add_decode_weights_option(CLI::App& cmd, std::string& weights) {
+  cmd.add_option("--weights", weights,
+                 "Decode weights: int4 (4-bit copy, fast), dense, or auto (int4 when the "
+                 "GGUF stores them as 4-bit, bf16 on CPU)")
+      ->check(CLI::IsMember({"auto", "int4", "dense"}))
+      ->capture_default_str();
+}
+
+void use_decode_weights(LoadedModel& loaded, const ComputeOptions& compute,
+                        const std::string& weights) {
+  const bool bf16_cpu = compute.dtype == "bf16" && loaded.model->device().is_cpu();
+  if (weights == "int4" && !bf16_cpu) {
+    throw CLI::ValidationError("--weights int4", "needs --dtype bf16 on the CPU");
+  }
+  if (weights == "int4" || (weights == "auto" && bf16_cpu && loaded.stored_as_4bit)) {
+    fmt::print(stderr, "decoding with 4-bit weights ({} projections packed)\n",
+               loaded.model->pack_int4());
+  }
+}
+
 at::Device parse_device(const std::string& name) {
   try {
     const at::Device device(name);

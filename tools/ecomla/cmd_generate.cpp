@@ -27,21 +27,10 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-p", options.sampler.top_p, "1 = off")->capture_default_str();
   cmd->add_option("--seed", options.sampler.seed, "Sampling seed")->capture_default_str();
   add_compute_options(*cmd, compute, "bf16");
-  cmd->add_option("--weights", weights,
-                  "Decode weights: int4 (4-bit copy, fast), dense, or auto (int4 when the "
-                  "GGUF stores them as 4-bit, bf16 on CPU)")
-      ->check(CLI::IsMember({"auto", "int4", "dense"}))
-      ->capture_default_str();
+  add_decode_weights_option(*cmd, weights);
   cmd->callback([] {
     LoadedModel loaded = load_for_compute(model, compute);
-    const bool bf16_cpu = compute.dtype == "bf16" && loaded.model->device().is_cpu();
-    if (weights == "int4" && !bf16_cpu) {
-      throw CLI::ValidationError("--weights int4", "needs --dtype bf16 on the CPU");
-    }
-    if (weights == "int4" || (weights == "auto" && bf16_cpu && loaded.stored_as_4bit)) {
-      fmt::print(stderr, "decoding with 4-bit weights ({} projections packed)\n",
-                 loaded.model->pack_int4());
-    }
+    use_decode_weights(loaded, compute, weights);
     const ModelConfig& config = loaded.model->config();
     const int64_t kv = config.kv_values_per_token();
     const int64_t bytes = kv * at::elementSize(loaded.model->parameters().front().scalar_type());
