@@ -98,6 +98,8 @@ public:
   torch::Tensor forward(const torch::Tensor& tokens, KvCache* cache = nullptr);
   // The LM head applied to hidden states [..., D] -> [..., V].
   torch::Tensor logits(const torch::Tensor& hidden) const;
+  // The LM head's weight [V, D]: lm_head's, or the token embedding it is tied to.
+  const torch::Tensor& head_weight() const;
   const ModelConfig& config() const { return config_; }
   // Gives every attention and MLP projection a 4-bit copy for decoding (see projection.h);
   // returns how many were packed. Call after the final dtype/device move.

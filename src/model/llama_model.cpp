@@ -267,8 +267,12 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(ModelConfig config) : config_(std::mo
   }
 }
 
+const torch::Tensor& LlamaForCausalLMImpl::head_weight() const {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) const {
-  return F::linear(hidden, lm_head ? lm_head->weight : model->embed_tokens->weight);
+  return F::linear(hidden, head_weight());
 }
 
 int64_t LlamaForCausalLMImpl::pack_int4() {

@@ -1,6 +1,4 @@
 // The distillation loop; see include/ecomla/distill.h.
-#include <ATen/autocast_mode.h>
-#include <ATen/cpu/Utils.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
@@ -16,44 +14,13 @@
 #include "ecomla/model_loader.h"
 #include "ecomla/svg_plot.h"
 #include "train/data_parallel.h"
-#include "train/losses.h"
+#include "train/distill_step.h"
 #include "train/train_state.h"
 
 namespace ecomla {
 namespace fs = std::filesystem;
 
 namespace {
-
-// bf16 autocast where the hardware computes in bf16 (measured ~2x faster matmuls on this CPU
-// with AVX512-BF16); fp32 otherwise.
-bool autocast_bf16(const std::string& setting) {
-  if (setting != "auto") return setting == "bf16";
-  for (const auto& [name, value] : at::cpu::get_cpu_capabilities()) {
-    if (name.find("bf16") != std::string::npos && value.isBool() && value.toBool()) return true;
-  }
-  return false;
-}
-
-// Autocast for one forward pass: matmuls in bf16, master weights and gradients in fp32.
-class AutocastScope {
-public:
-  explicit AutocastScope(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCPU, true);
-    at::autocast::increment_nesting();
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(at::kCPU, false);
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
-private:
-  bool enabled_;
-};
 
 // Linear warmup over warmup_ratio of the steps, then cosine (or linear) decay to zero, as
 // transformers' get_cosine_schedule_with_warmup / get_linear_schedule_with_warmup.
@@ -153,33 +120,6 @@ at::Tensor micro_batch(const std::vector<std::vector<int32_t>>& data, DataOrder&
   return at::tensor(tokens, at::kLong).view({batch, -1});
 }
 
-struct StepLosses {
-  at::Tensor loss;
-  double kl = 0, ce = 0;
-};
-
-StepLosses stage_loss(const DistillConfig& c, LlamaForCausalLM& student, LlamaForCausalLM& teacher,
-                      const at::Tensor& tokens, bool bf16) {
-  if (c.stage == DistillStage::kLayerwise) {
-    const train::LayerTargets targets = train::layer_targets(teacher, tokens);
-    AutocastScope autocast(bf16);
-    return {train::layerwise_loss(student, targets)};
-  }
-  at::Tensor teacher_logits;
-  {
-    at::NoGradGuard no_grad;
-    teacher_logits = teacher->forward(tokens);
-  }
-  at::Tensor student_logits;
-  {
-    AutocastScope autocast(bf16);
-    student_logits = student->forward(tokens);
-  }
-  const train::KdLoss kd = train::kd_loss(student_logits, teacher_logits, tokens, c.kl_weight,
-                                          c.ce_weight, c.temperature);
-  return {kd.loss, kd.kl.item<double>(), kd.ce.item<double>()};
-}
-
 // Held-out KL and perplexity of the student (KD stage) or layer-wise loss; each process
 // scores every W-th sequence and the sums are pooled.
 nlohmann::json evaluate_held_out(const DistillConfig& c, LlamaForCausalLM& student,
@@ -191,7 +131,7 @@ nlohmann::json evaluate_held_out(const DistillConfig& c, LlamaForCausalLM& stude
   for (size_t i = static_cast<size_t>(dp.rank()); i < held_out.size();
        i += static_cast<size_t>(dp.world_size())) {
     const at::Tensor tokens = at::tensor(held_out[i], at::kLong).unsqueeze(0);
-    const StepLosses l = stage_loss(c, student, teacher, tokens, bf16);
+    const train::StepLosses l = train::stage_loss(c, student, teacher, tokens, bf16);
     sums += at::tensor({l.loss.item<double>(), l.kl, l.ce}, at::kDouble);
   }
   dp.all_reduce_sum(sums);
@@ -252,7 +192,7 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
     throw std::invalid_argument(
         "layer-wise distillation needs a teacher with the student's layers");
   }
-  const bool bf16 = autocast_bf16(c.compute_dtype);
+  const bool bf16 = train::autocast_bf16(c.compute_dtype);
   log(bf16 ? "compute: bf16 autocast (fp32 master weights), teacher in bf16" : "compute: fp32");
   if (dp.world_size() > 1) log(fmt::format("data parallel: {} processes (Gloo)", dp.world_size()));
   teacher.model->to(bf16 ? at::kBFloat16 : at::kFloat);  // no gradients: bf16 weights suffice
@@ -321,7 +261,7 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
     for (int64_t micro = 0; micro < accumulation; ++micro) {
       const int64_t index = (step * accumulation + micro) * world + dp.rank();
       const at::Tensor tokens = micro_batch(data.train, order, batch, index);
-      const StepLosses l = stage_loss(c, model, teacher.model, tokens, bf16);
+      const train::StepLosses l = train::stage_loss(c, model, teacher.model, tokens, bf16);
       (l.loss / static_cast<double>(accumulation)).backward();
       losses += at::tensor({l.loss.item<double>(), l.kl, l.ce}, at::kDouble) / double(accumulation);
     }

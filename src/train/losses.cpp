@@ -1,6 +1,7 @@
 #include "train/losses.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/loss.h>
 
 namespace ecomla::train {
@@ -22,6 +23,97 @@ KdLoss kd_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logit
 
 namespace {
 
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct FusedKdOptions {
+  double kl_weight, ce_weight, temperature;
+  at::ScalarType compute;
+  int64_t chunk_rows;
+  bool grad_hidden, grad_head;  // which gradients to compute with the loss
+};
+
+// Rows are the B * T positions. Per chunk of rows, with z_s, z_t the logits, q = softmax(z_s /
+// tau), p = softmax(z_t / tau), s = softmax(z_s), y the next token:
+//   KL = sum_v p (log p - log q),  d(tau^2 KL)/dz_s = tau (q - p);  CE = -log s_y, dCE/dz_s =
+//   s - onehot(y); the loss averages KL over the N rows and CE over the rows that have a next
+// token. The head's gradient is the sum over chunks of dz^T h, the hidden state's dz W.
+struct FusedKdFunction : public torch::autograd::Function<FusedKdFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& student_hidden,
+                               const at::Tensor& student_head, const at::Tensor& teacher_hidden,
+                               const at::Tensor& teacher_head, const at::Tensor& tokens,
+                               const FusedKdOptions& o) {
+    const int64_t b = tokens.size(0), t = tokens.size(1), n = b * t;
+    const at::Tensor h_s = student_hidden.reshape({n, -1}).to(o.compute);  // [N, D]
+    const at::Tensor h_t = teacher_hidden.reshape({n, -1}).to(o.compute);  // [N, D']
+    const at::Tensor w_s = student_head.to(o.compute), w_t = teacher_head.to(o.compute);
+    // Next-token targets by row; -1 at each sequence's last position.
+    const at::Tensor targets =
+        at::cat({tokens.narrow(1, 1, t - 1), at::full({b, 1}, -1, tokens.options())}, 1)
+            .reshape({n});
+    const double n_kl = double(n), n_ce = double(b * (t - 1)), tau = o.temperature;
+    // Inside forward grad mode is off: whether gradients are wanted was decided by the caller.
+    const bool grad_hidden_wanted = o.grad_hidden, grad_head_wanted = o.grad_head;
+    const bool with_gradients = grad_hidden_wanted || grad_head_wanted;
+    // dL/dz_s of every row, in the matmul dtype: the two gradient matmuls then run once over all
+    // rows (one [V, D] output instead of one per chunk).
+    at::Tensor dz_all;  // [N, V]
+    if (with_gradients) dz_all = at::empty({n, w_s.size(0)}, h_s.options());
+    double kl = 0, ce = 0;
+    for (int64_t r = 0; r < n; r += o.chunk_rows) {
+      const int64_t rows = std::min(o.chunk_rows, n - r);
+      const at::Tensor hs = h_s.narrow(0, r, rows);
+      const at::Tensor z_s = at::matmul(hs, w_s.t());  // [c, V]
+      const at::Tensor z_t = at::matmul(h_t.narrow(0, r, rows), w_t.t());
+      // Softmaxes in fp32 straight from the matmul's dtype; the rest in place, so that a
+      // chunk costs few passes over [c, V].
+      auto log_softmax = [&](const at::Tensor& z, double temperature) {
+        return temperature == 1.0 ? at::log_softmax(z, -1, at::kFloat)
+                                  : at::log_softmax(z.to(at::kFloat) / temperature, -1);
+      };
+      at::Tensor log_q = log_softmax(z_s, tau), log_p = log_softmax(z_t, tau);
+      const at::Tensor log_s = tau == 1.0 ? log_q : log_softmax(z_s, 1.0);
+      const at::Tensor y = targets.narrow(0, r, rows);
+      const at::Tensor has_target = y.ge(0);
+      const at::Tensor y_index = y.clamp_min(0).unsqueeze(1);
+      ce -= (log_s.gather(1, y_index).squeeze(1) * has_target).sum().item<double>();
+      const at::Tensor p = log_p.exp();
+      kl += log_p.sub_(log_q).mul_(p).sum().item<double>();
+      if (!with_gradients) continue;
+      // d/dz_s: kl_weight tau / N (q - p) + ce_weight / N_ce [has next token] (s - onehot(y)).
+      at::Tensor ds;
+      if (o.ce_weight != 0) {
+        ds = log_s.exp();
+        ds.scatter_add_(1, y_index, at::full({rows, 1}, -1.0f, ds.options()));
+        ds.mul_(has_target.unsqueeze(1).to(at::kFloat).mul_(o.ce_weight / n_ce));
+      }
+      at::Tensor dz = log_q.exp_().sub_(p).mul_(o.kl_weight * tau / n_kl);  // [c, V]
+      if (ds.defined()) dz.add_(ds);
+      dz_all.narrow(0, r, rows).copy_(dz);
+    }
+    kl = kl / n_kl * tau * tau;
+    ce = ce / n_ce;
+    if (with_gradients) {
+      at::Tensor grad_hidden, grad_head;
+      if (grad_hidden_wanted) grad_hidden = at::matmul(dz_all, w_s).view(student_hidden.sizes());
+      if (grad_head_wanted) grad_head = at::matmul(dz_all.t(), h_s).to(at::kFloat);  // [V, D]
+      ctx->save_for_backward({grad_hidden, grad_head});
+    }
+    const at::Tensor loss = at::scalar_tensor(o.kl_weight * kl + o.ce_weight * ce, at::kFloat);
+    const at::Tensor kl_value = at::scalar_tensor(kl, at::kDouble),
+                     ce_value = at::scalar_tensor(ce, at::kDouble);
+    ctx->mark_non_differentiable({kl_value, ce_value});
+    return {loss, kl_value, ce_value};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& g = grad_outputs[0];  // d(final)/d(loss), a scalar
+    auto scaled = [&](const at::Tensor& grad) { return grad.defined() ? grad * g : at::Tensor(); };
+    return {scaled(saved[0]), scaled(saved[1]), {}, {}, {}, {}};
+  }
+};
+
 // One decoder layer split at its residual additions: {attention output, layer output}.
 std::pair<at::Tensor, at::Tensor> run_layer(DecoderLayerImpl& layer, const at::Tensor& x,
                                             const RopeTables& rope, int64_t index) {
@@ -34,6 +126,20 @@ std::pair<at::Tensor, at::Tensor> run_layer(DecoderLayerImpl& layer, const at::T
 }
 
 }  // namespace
+
+KdLoss fused_kd_loss(const at::Tensor& student_hidden, const at::Tensor& student_head,
+                     const at::Tensor& teacher_hidden, const at::Tensor& teacher_head,
+                     const at::Tensor& tokens, double kl_weight, double ce_weight,
+                     double temperature, at::ScalarType compute, int64_t chunk_rows) {
+  TORCH_CHECK(tokens.dim() == 2 && tokens.size(1) >= 2, "fused_kd_loss: tokens [B, T>=2]");
+  TORCH_CHECK(chunk_rows > 0, "fused_kd_loss: chunk_rows must be positive");
+  const bool grad = at::GradMode::is_enabled();
+  const variable_list out = FusedKdFunction::apply(
+      student_hidden, student_head, teacher_hidden, teacher_head, tokens,
+      FusedKdOptions{kl_weight, ce_weight, temperature, compute, chunk_rows,
+                     grad && student_hidden.requires_grad(), grad && student_head.requires_grad()});
+  return {out[0], out[1], out[2]};
+}
 
 LayerTargets layer_targets(LlamaForCausalLM& teacher, const at::Tensor& tokens) {
   at::NoGradGuard no_grad;

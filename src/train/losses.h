@@ -22,6 +22,19 @@ struct KdLoss {
 KdLoss kd_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logits,
                const at::Tensor& tokens, double kl_weight, double ce_weight, double temperature);
 
+// The same losses from the last hidden states, with the LM heads applied chunk by chunk
+// (the fused linear loss of Liger-Kernel): [rows, V] logits exist only for `chunk_rows` rows at
+// a time, and the gradients for the student's hidden states and head weight are computed
+// with the loss, so neither pass holds vocabulary-sized tensors for the whole batch (at 2048
+// tokens and V = 49152 each such fp32 tensor is 400 MB, and the unfused loss makes several).
+// student_hidden [B, T, D] (with its graph), student_head [V, D]; teacher_hidden [B, T, D'],
+// teacher_head [V, D'] without gradients. The matmuls run in `compute` (bf16 or fp32), the
+// softmax arithmetic in fp32. Equal to kd_loss(logits(student_hidden), logits(teacher_hidden)).
+KdLoss fused_kd_loss(const at::Tensor& student_hidden, const at::Tensor& student_head,
+                     const at::Tensor& teacher_hidden, const at::Tensor& teacher_head,
+                     const at::Tensor& tokens, double kl_weight, double ce_weight,
+                     double temperature, at::ScalarType compute, int64_t chunk_rows = 128);
+
 // The teacher's side of layer-wise distillation: for each layer, its input hidden state, its
 // attention output and its output [B, T, D], without gradients.
 struct LayerTargets {

@@ -56,6 +56,48 @@ TEST(KdLoss, MatchesTheDefinition) {
   EXPECT_LT(same.grad().abs().max().item<double>(), 1e-6);
 }
 
+// The fused loss is kd_loss on the logits of the LM heads, in value and in the gradients of the
+// student's hidden states and head, for chunks that do not divide the rows.
+TEST(FusedKdLoss, EqualsTheLossOnFullLogits) {
+  at::manual_seed(4);
+  const at::Tensor teacher_hidden = at::randn({2, 5, 6}), teacher_head = at::randn({11, 6});
+  const at::Tensor tokens = at::randint(0, 11, {2, 5}, at::kLong);
+  for (const double tau : {1.0, 2.0}) {
+    for (const bool train_head : {true, false}) {
+      const at::Tensor h1 = at::randn({2, 5, 6}).requires_grad_(true);
+      const at::Tensor w1 = at::randn({11, 6}).requires_grad_(train_head);
+      const at::Tensor h2 = h1.detach().clone().requires_grad_(true);
+      const at::Tensor w2 = w1.detach().clone().requires_grad_(train_head);
+      const train::KdLoss full =
+          train::kd_loss(at::matmul(h1, w1.t()), at::matmul(teacher_hidden, teacher_head.t()),
+                         tokens, 0.7, 0.3, tau);
+      const train::KdLoss fused = train::fused_kd_loss(h2, w2, teacher_hidden, teacher_head, tokens,
+                                                       0.7, 0.3, tau, at::kFloat, 3);
+      EXPECT_NEAR(fused.loss.item<double>(), full.loss.item<double>(), 1e-5);
+      EXPECT_NEAR(fused.kl.item<double>(), full.kl.item<double>(), 1e-5);
+      EXPECT_NEAR(fused.ce.item<double>(), full.ce.item<double>(), 1e-5);
+      (2.0 * full.loss).backward();
+      (2.0 * fused.loss).backward();
+      EXPECT_TRUE(at::allclose(h2.grad(), h1.grad(), 1e-4, 1e-6));
+      EXPECT_EQ(w2.grad().defined(), train_head);
+      if (train_head) {
+        EXPECT_TRUE(at::allclose(w2.grad(), w1.grad(), 1e-4, 1e-6));
+      }
+    }
+  }
+  // Without gradients (held-out evaluation) it only computes the values.
+  at::NoGradGuard no_grad;
+  const at::Tensor h = at::randn({2, 5, 6});
+  const train::KdLoss eval = train::fused_kd_loss(h, teacher_head, teacher_hidden, teacher_head,
+                                                  tokens, 1.0, 0.0, 1.0, at::kFloat, 4);
+  EXPECT_NEAR(eval.kl.item<double>(),
+              train::kd_loss(at::matmul(h, teacher_head.t()),
+                             at::matmul(teacher_hidden, teacher_head.t()), tokens, 1.0, 0.0, 1.0)
+                  .kl.item<double>(),
+              1e-5);
+  EXPECT_FALSE(eval.loss.requires_grad());
+}
+
 TEST(LayerwiseLoss, TeacherTargetsRebuildTheForwardPass) {
   LlamaForCausalLM teacher = test::random_model(test::tiny_config(), 1);
   const at::Tensor tokens = at::randint(0, 300, {2, 6}, at::kLong);

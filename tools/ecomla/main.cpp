@@ -6,8 +6,10 @@
 #include <thread>
 
 #include "cli_common.h"
+#include "ecomla/allocator.h"
 
 int main(int argc, char** argv) {
+  ecomla::keep_freed_memory();
   CLI::App app{"ecomla: convert trained attention into Multi-head Latent Attention (MLA)"};
   app.require_subcommand(1);
   int threads = 0;
