@@ -33,11 +33,50 @@ struct FusedKdOptions {
   bool grad_hidden, grad_head;  // which gradients to compute with the loss
 };
 
-// Rows are the B * T positions. Per chunk of rows, with z_s, z_t the logits, q = softmax(z_s /
-// tau), p = softmax(z_t / tau), s = softmax(z_s), y the next token:
-//   KL = sum_v p (log p - log q),  d(tau^2 KL)/dz_s = tau (q - p);  CE = -log s_y, dCE/dz_s =
-//   s - onehot(y); the loss averages KL over the N rows and CE over the rows that have a next
-// token. The head's gradient is the sum over chunks of dz^T h, the hidden state's dz W.
+constexpr int64_t kSoftmaxRows = 16;  // 16 x 49152 fp32 = 3 MB a temporary
+
+struct SoftmaxBlock {
+  double kl = 0, ce = 0;  // sums over the block's rows
+  at::Tensor dz;          // dLoss/dz_s [m, V], fp32
+};
+
+// KL and CE sums and dLoss/dz_s of a block of rows: logits z_s, z_t [m, V], next tokens y [m]
+// (-1: none). With q = softmax(z_s / tau), p = softmax(z_t / tau), s = softmax(z_s):
+//   KL = sum_v p (log p - log q), d(tau^2 KL)/dz_s = tau (q - p); CE = -log s_y, dCE/dz_s =
+//   s - onehot(y); the loss averages KL over the N rows and CE over the N_ce rows that have a
+// next token.
+SoftmaxBlock kd_softmax_block(const at::Tensor& z_s, const at::Tensor& z_t, const at::Tensor& y,
+                              const FusedKdOptions& o, double n_kl, double n_ce,
+                              bool with_gradients) {
+  const double tau = o.temperature;
+  auto log_softmax = [](const at::Tensor& z, double temperature) {
+    return temperature == 1.0 ? at::log_softmax(z, -1, at::kFloat)
+                              : at::log_softmax(z.to(at::kFloat) / temperature, -1);
+  };
+  at::Tensor log_q = log_softmax(z_s, tau), log_p = log_softmax(z_t, tau);
+  const at::Tensor log_s = tau == 1.0 ? log_q : log_softmax(z_s, 1.0);
+  const at::Tensor has_target = y.ge(0);
+  const at::Tensor y_index = y.clamp_min(0).unsqueeze(1);
+  SoftmaxBlock out;
+  out.ce = -(log_s.gather(1, y_index).squeeze(1) * has_target).sum().item<double>();
+  const at::Tensor p = log_p.exp();
+  out.kl = log_p.sub_(log_q).mul_(p).sum().item<double>();
+  if (!with_gradients) return out;
+  // kl_weight tau / N (q - p) + ce_weight / N_ce [has next token] (s - onehot(y)).
+  at::Tensor ds;
+  if (o.ce_weight != 0) {
+    ds = log_s.exp();
+    ds.scatter_add_(1, y_index, at::full({y.size(0), 1}, -1.0f, ds.options()));
+    ds.mul_(has_target.unsqueeze(1).to(at::kFloat).mul_(o.ce_weight / n_ce));
+  }
+  out.dz = log_q.exp_().sub_(p).mul_(o.kl_weight * tau / n_kl);
+  if (ds.defined()) out.dz.add_(ds);
+  return out;
+}
+
+// Rows are the B * T positions: the logits of chunk_rows of them at a time, dLoss/dz for every
+// row kept in the matmul dtype, then the head's gradient dz^T h and the hidden states' dz W,
+// stored for backward (the loss is the graph's end, so only a scalar scale comes back).
 struct FusedKdFunction : public torch::autograd::Function<FusedKdFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& student_hidden,
                                const at::Tensor& student_head, const at::Tensor& teacher_hidden,
@@ -62,34 +101,19 @@ struct FusedKdFunction : public torch::autograd::Function<FusedKdFunction> {
     double kl = 0, ce = 0;
     for (int64_t r = 0; r < n; r += o.chunk_rows) {
       const int64_t rows = std::min(o.chunk_rows, n - r);
-      const at::Tensor hs = h_s.narrow(0, r, rows);
-      const at::Tensor z_s = at::matmul(hs, w_s.t());  // [c, V]
+      const at::Tensor z_s = at::matmul(h_s.narrow(0, r, rows), w_s.t());  // [c, V]
       const at::Tensor z_t = at::matmul(h_t.narrow(0, r, rows), w_t.t());
-      // Softmaxes in fp32 straight from the matmul's dtype; the rest in place, so that a
-      // chunk costs few passes over [c, V].
-      auto log_softmax = [&](const at::Tensor& z, double temperature) {
-        return temperature == 1.0 ? at::log_softmax(z, -1, at::kFloat)
-                                  : at::log_softmax(z.to(at::kFloat) / temperature, -1);
-      };
-      at::Tensor log_q = log_softmax(z_s, tau), log_p = log_softmax(z_t, tau);
-      const at::Tensor log_s = tau == 1.0 ? log_q : log_softmax(z_s, 1.0);
-      const at::Tensor y = targets.narrow(0, r, rows);
-      const at::Tensor has_target = y.ge(0);
-      const at::Tensor y_index = y.clamp_min(0).unsqueeze(1);
-      ce -= (log_s.gather(1, y_index).squeeze(1) * has_target).sum().item<double>();
-      const at::Tensor p = log_p.exp();
-      kl += log_p.sub_(log_q).mul_(p).sum().item<double>();
-      if (!with_gradients) continue;
-      // d/dz_s: kl_weight tau / N (q - p) + ce_weight / N_ce [has next token] (s - onehot(y)).
-      at::Tensor ds;
-      if (o.ce_weight != 0) {
-        ds = log_s.exp();
-        ds.scatter_add_(1, y_index, at::full({rows, 1}, -1.0f, ds.options()));
-        ds.mul_(has_target.unsqueeze(1).to(at::kFloat).mul_(o.ce_weight / n_ce));
+      // The softmax arithmetic runs on blocks of rows whose fp32 temporaries stay in cache:
+      // over a whole chunk each of its ~15 elementwise passes would go to memory.
+      for (int64_t k = 0; k < rows; k += kSoftmaxRows) {
+        const int64_t m = std::min(kSoftmaxRows, rows - k);
+        const SoftmaxBlock block =
+            kd_softmax_block(z_s.narrow(0, k, m), z_t.narrow(0, k, m), targets.narrow(0, r + k, m),
+                             o, n_kl, n_ce, with_gradients);
+        kl += block.kl;
+        ce += block.ce;
+        if (with_gradients) dz_all.narrow(0, r + k, m).copy_(block.dz);
       }
-      at::Tensor dz = log_q.exp_().sub_(p).mul_(o.kl_weight * tau / n_kl);  // [c, V]
-      if (ds.defined()) dz.add_(ds);
-      dz_all.narrow(0, r, rows).copy_(dz);
     }
     kl = kl / n_kl * tau * tau;
     ce = ce / n_ce;

@@ -33,7 +33,7 @@ KdLoss kd_loss(const at::Tensor& student_logits, const at::Tensor& teacher_logit
 KdLoss fused_kd_loss(const at::Tensor& student_hidden, const at::Tensor& student_head,
                      const at::Tensor& teacher_hidden, const at::Tensor& teacher_head,
                      const at::Tensor& tokens, double kl_weight, double ce_weight,
-                     double temperature, at::ScalarType compute, int64_t chunk_rows = 128);
+                     double temperature, at::ScalarType compute, int64_t chunk_rows = 256);
 
 // The teacher's side of layer-wise distillation: for each layer, its input hidden state, its
 // attention output and its output [B, T, D], without gradients.
