@@ -163,8 +163,8 @@ BENCHMARK(BM_DistillStep)
     ->ArgNames({"layerwise", "seq", "bf16"})
     ->ArgsProduct({{0, 1}, {512, 2048}, {0, 1}})
     ->Unit(benchmark::kSecond)
-    ->MinWarmUpTime(1.0)  // the first step JIT-compiles oneDNN kernels
-    ->MinTime(10.0)
+    ->MinWarmUpTime(12.0)  // a step or two: the first ones JIT-compile oneDNN kernels
+    ->MinTime(25.0)
     ->UseRealTime();
 
 }  // namespace

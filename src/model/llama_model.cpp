@@ -2,6 +2,7 @@
 // Shape legend: see include/ecomla/model.h.
 #include <ATen/ops/cat.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/activation.h>
 
 #include <cmath>
@@ -21,10 +22,40 @@ RmsNormImpl::RmsNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
+namespace {
+
+// y = w * (x r).to(dtype of x), r = 1 / sqrt(mean(x^2) + eps) per row, in fp32 (Hugging Face's
+// LlamaRMSNorm), with its backward written out: for g = dL/dy and x_hat = x r,
+//   dL/dw = sum over rows of g x_hat,  dL/dx = r (g w - x_hat mean(g w x_hat)).
+// Autograd through the composite ops took about 2 s of a 2048-token KD step (61 norms).
+struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, double eps) {
+    const torch::Tensor x32 = x.to(torch::kFloat);
+    const torch::Tensor r = torch::rsqrt(x32.pow(2).mean(-1, true).add_(eps));  // [..., 1]
+    const torch::Tensor x_hat = x32 * r;
+    ctx->save_for_backward({x_hat, r, weight});
+    ctx->saved_data["dtype"] = x.scalar_type();
+    return weight * x_hat.to(x.scalar_type());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x_hat = saved[0], &r = saved[1], &weight = saved[2];
+    const torch::Tensor g = grads[0].to(torch::kFloat);
+    const int64_t d = x_hat.size(-1);
+    const torch::Tensor grad_weight = (g * x_hat).reshape({-1, d}).sum(0).to(weight.scalar_type());
+    const torch::Tensor gw = g * weight.to(torch::kFloat);
+    const torch::Tensor grad_x = (gw - x_hat * (gw * x_hat).mean(-1, true)).mul_(r);
+    return {grad_x.to(ctx->saved_data["dtype"].toScalarType()), grad_weight, {}};
+  }
+};
+
+}  // namespace
+
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor x32 = x.to(torch::kFloat);
-  const torch::Tensor normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, true) + eps_);
-  return weight * normed.to(x.scalar_type());
+  return RmsNormFunction::apply(x, weight, eps_);
 }
 
 // --- RoPE ------------------------------------------------------------------------------------

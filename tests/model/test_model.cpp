@@ -12,6 +12,36 @@
 namespace ecomla {
 namespace {
 
+// RMSNorm's written-out backward against autograd through its definition (Hugging Face's
+// LlamaRMSNorm): the same outputs and gradients for x and the weight.
+TEST(RmsNorm, BackwardMatchesAutogradOfTheDefinition) {
+  at::manual_seed(2);
+  RmsNorm norm(16, 1e-5);
+  {
+    at::NoGradGuard no_grad;
+    norm->weight.uniform_(0.5, 1.5);
+  }
+  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    const at::Tensor x = at::randn({3, 5, 16}).to(dtype).requires_grad_(true);
+    const at::Tensor x_ref = x.detach().clone().requires_grad_(true);
+    const at::Tensor w_ref = norm->weight.detach().clone().requires_grad_(true);
+    const at::Tensor upstream = at::randn({3, 5, 16});
+    const at::Tensor x32 = x_ref.to(at::kFloat);
+    const at::Tensor expected =
+        w_ref * (x32 * at::rsqrt(x32.pow(2).mean(-1, true) + 1e-5)).to(dtype);
+    (expected * upstream).sum().backward();
+    norm->weight.mutable_grad() = at::Tensor();
+    const at::Tensor y = norm(x);
+    (y * upstream).sum().backward();
+    const double tol = dtype == at::kFloat ? 1e-5 : 2e-2;
+    EXPECT_EQ(y.scalar_type(), expected.scalar_type());
+    EXPECT_TRUE(at::allclose(y, expected, tol, tol));
+    EXPECT_EQ(x.grad().scalar_type(), dtype);
+    EXPECT_TRUE(at::allclose(x.grad().to(at::kFloat), x_ref.grad().to(at::kFloat), tol, tol));
+    EXPECT_TRUE(at::allclose(norm->weight.grad(), w_ref.grad(), tol, tol));
+  }
+}
+
 // Attention of one layer written out from the definition: per-head q/k/v, RoPE with
 // rotate_half and theta^(-2i/d) frequencies, GQA by repeating KV heads, causal softmax.
 at::Tensor naive_attention(GqaAttentionImpl& attn, const GqaSpec& s, double theta,
