@@ -15,9 +15,11 @@ namespace fs = std::filesystem;
 namespace {
 
 // The complete prompts already in an output: its lines, cut back to whole prompts (a run
-// stopped while writing may have left part of one).
+// stopped while writing may have left part of one, or part of a line).
 int64_t keep_complete_prompts(const fs::path& output, int64_t samples_per_prompt) {
+  const std::string text = data_files::read_text(output);
   std::vector<std::string> lines = data_files::read_lines(output);
+  if (!text.empty() && text.back() != '\n' && !lines.empty()) lines.pop_back();  // cut short
   while (!lines.empty() && lines.back().empty()) lines.pop_back();
   const auto done = static_cast<int64_t>(lines.size()) / samples_per_prompt;
   lines.resize(static_cast<size_t>(done * samples_per_prompt));

@@ -87,7 +87,7 @@ TEST_F(Synth, WritesChatRecordsTheTrainerReads) {
 
 TEST_F(Synth, ResumeWritesWhatAnUninterruptedRunWrites) {
   run(dir_ / "whole.jsonl", options_, prompts_);
-  // A run cut short after two prompts and one line of the third.
+  // A run cut short in the last line of the third prompt.
   run(dir_ / "cut.jsonl", options_, {prompts_.begin(), prompts_.begin() + 3});
   std::vector<std::string> lines;
   {
@@ -95,9 +95,10 @@ TEST_F(Synth, ResumeWritesWhatAnUninterruptedRunWrites) {
     for (std::string line; std::getline(in, line);) lines.push_back(line);
   }
   ASSERT_EQ(lines.size(), 9u);
-  {
+  {  // eight whole lines and half of the ninth: the third prompt is not complete
     std::ofstream out(dir_ / "cut.jsonl", std::ios::trunc);
-    for (size_t i = 0; i < 7; ++i) out << lines[i] << "\n";
+    for (size_t i = 0; i < 8; ++i) out << lines[i] << "\n";
+    out << lines[8].substr(0, lines[8].size() / 2);
   }
   SynthOptions resume = options_;
   resume.resume = true;
