@@ -101,17 +101,12 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& parameters) 
 
 void DataParallel::broadcast_from_main(const std::vector<at::Tensor>& tensors) const {
   if (!group_) return;
-  std::vector<at::Tensor> flat{at::cat(
-      [&] {
-        std::vector<at::Tensor> views;
-        for (const at::Tensor& t : tensors) views.push_back(t.detach().reshape({-1}));
-        return views;
-      }(),
-      0)};
+  std::vector<at::Tensor> flat_views;
+  for (const at::Tensor& t : tensors) flat_views.push_back(t.detach().reshape({-1}));
+  std::vector<at::Tensor> flat{at::cat(flat_views)};  // one message instead of one per tensor
   group_->gloo->broadcast(flat)->wait();
   int64_t offset = 0;
   for (const at::Tensor& t : tensors) {
-    at::NoGradGuard no_grad;
     t.detach().copy_(flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
     offset += t.numel();
   }
