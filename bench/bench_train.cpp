@@ -91,13 +91,7 @@ void BM_DistillStep(benchmark::State& state) {
   LlamaForCausalLM& t = teacher();
   t->to(bf16 ? at::kBFloat16 : at::kFloat);
   s->train();
-  std::vector<at::Tensor> params;
-  for (auto& p : s->named_parameters()) {
-    const bool train =
-        config.stage == DistillStage::kKd || p.key().find(".mla.") != std::string::npos;
-    p.value().set_requires_grad(train);
-    if (train) params.push_back(p.value());
-  }
+  const std::vector<at::Tensor> params = train::trainable_parameters(config, s);
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(1e-5).betas({0.9, 0.98}));
   const at::Tensor tokens = at::randint(0, s->config().vocab_size, {batch, seq}, at::kLong);
   for (auto _ : state) {

@@ -28,7 +28,7 @@ public:
   int world_size() const { return world_size_; }
   bool is_main() const { return rank_ == 0; }
 
-  // In place: the sum (or the mean) over the processes of a dense CPU tensor of each of them.
+  // In place: the sum over the processes of a dense CPU tensor of each of them.
   void all_reduce_sum(at::Tensor& tensor) const;
   // The parameters' gradients replaced by their mean over the processes (an undefined gradient
   // counts as zero).

@@ -28,6 +28,17 @@ AutocastScope::~AutocastScope() {
   at::autocast::set_autocast_enabled(at::kCPU, false);
 }
 
+std::vector<at::Tensor> trainable_parameters(const DistillConfig& c, LlamaForCausalLM& model) {
+  const bool mla_only = c.freeze_non_mla || c.stage == DistillStage::kLayerwise;
+  std::vector<at::Tensor> params;
+  for (auto& p : model->named_parameters()) {
+    const bool train = !mla_only || p.key().find(".mla.") != std::string::npos;
+    p.value().set_requires_grad(train);
+    if (train) params.push_back(p.value());
+  }
+  return params;
+}
+
 StepLosses stage_loss(const DistillConfig& c, LlamaForCausalLM& student, LlamaForCausalLM& teacher,
                       const at::Tensor& tokens, bool bf16) {
   if (c.stage == DistillStage::kLayerwise) {

@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <vector>
 
 #include "ecomla/distill.h"
 
@@ -26,6 +27,10 @@ public:
 private:
   bool enabled_;
 };
+
+// The parameters the stage trains, the others frozen (requires_grad false): every one, or the
+// MLA layers' only with freeze_non_mla and in the layer-wise stage.
+std::vector<at::Tensor> trainable_parameters(const DistillConfig& config, LlamaForCausalLM& model);
 
 struct StepLosses {
   at::Tensor loss;  // with the student's graph

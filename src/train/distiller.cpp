@@ -71,18 +71,6 @@ void check_same_tokenizer(const Tokenizer& student, const Tokenizer& teacher) {
   }
 }
 
-// Parameters to train: every one, or the MLA layers' only (freeze_non_mla); the layer-wise
-// stage trains MLA layers only.
-std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model, bool mla_only) {
-  std::vector<at::Tensor> params;
-  for (auto& p : model->named_parameters()) {
-    const bool train = !mla_only || p.key().find(".mla.") != std::string::npos;
-    p.value().set_requires_grad(train);
-    if (train) params.push_back(p.value());
-  }
-  return params;
-}
-
 // The order the training sequences are visited in: epoch e is a permutation drawn from the seed
 // and e, so the order is a function of the position alone and a resumed run sees exactly what
 // an uninterrupted one would.
@@ -214,10 +202,9 @@ DistillResult distill(const DistillConfig& c, const DistillRun& run) {
                   data.held_out.size()));
 
   // --- optimiser ---------------------------------------------------------------------------------
-  const bool mla_only = c.freeze_non_mla || c.stage == DistillStage::kLayerwise;
   LlamaForCausalLM& model = student.model;
   model->train();
-  std::vector<at::Tensor> params = trainable_parameters(model, mla_only);
+  std::vector<at::Tensor> params = train::trainable_parameters(c, model);
   dp.broadcast_from_main(model->parameters());
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(c.learning_rate)
                                             .betas({c.adam_beta1, c.adam_beta2})

@@ -92,8 +92,7 @@ struct FusedKdFunction : public torch::autograd::Function<FusedKdFunction> {
             .reshape({n});
     const double n_kl = double(n), n_ce = double(b * (t - 1)), tau = o.temperature;
     // Inside forward grad mode is off: whether gradients are wanted was decided by the caller.
-    const bool grad_hidden_wanted = o.grad_hidden, grad_head_wanted = o.grad_head;
-    const bool with_gradients = grad_hidden_wanted || grad_head_wanted;
+    const bool with_gradients = o.grad_hidden || o.grad_head;
     // dL/dz_s of every row, in the matmul dtype: the two gradient matmuls then run once over all
     // rows (one [V, D] output instead of one per chunk).
     at::Tensor dz_all;  // [N, V]
@@ -119,8 +118,8 @@ struct FusedKdFunction : public torch::autograd::Function<FusedKdFunction> {
     ce = ce / n_ce;
     if (with_gradients) {
       at::Tensor grad_hidden, grad_head;
-      if (grad_hidden_wanted) grad_hidden = at::matmul(dz_all, w_s).view(student_hidden.sizes());
-      if (grad_head_wanted) grad_head = at::matmul(dz_all.t(), h_s).to(at::kFloat);  // [V, D]
+      if (o.grad_hidden) grad_hidden = at::matmul(dz_all, w_s).view(student_hidden.sizes());
+      if (o.grad_head) grad_head = at::matmul(dz_all.t(), h_s).to(at::kFloat);  // [V, D]
       ctx->save_for_backward({grad_hidden, grad_head});
     }
     const at::Tensor loss = at::scalar_tensor(o.kl_weight * kl + o.ce_weight * ce, at::kFloat);
