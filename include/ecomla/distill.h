@@ -19,21 +19,18 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <functional>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "ecomla/convert.h"
-#include "ecomla/progress.h"
-#include "ecomla/train_data.h"
+#include "ecomla/training.h"
 
 namespace ecomla {
 
 enum class DistillStage { kKd, kLayerwise };
 
-struct DistillConfig {
+struct DistillConfig : TrainingArguments {
   std::string model_name_or_path;          // the student, or a plain model to convert first
   std::string teacher_model_name_or_path;  // default: model_name_or_path
   // Set when the config gives MLA keys (mla_layers, kv_lora_rank, ...): a plain student is
@@ -42,30 +39,8 @@ struct DistillConfig {
 
   DistillStage stage = DistillStage::kKd;
   double kl_weight = 1.0, ce_weight = 0.0, temperature = 1.0;
-
-  double learning_rate = 8e-5;
-  double weight_decay = 0.0;
-  double adam_beta1 = 0.9, adam_beta2 = 0.98, adam_epsilon = 1e-8;
-  double max_grad_norm = 1.0;
-  std::string lr_scheduler_type = "cosine";  // cosine | linear | constant
-  double warmup_ratio = 0.01;
-  double num_train_epochs = 1;
-  int64_t max_steps = -1;  // > 0 overrides the epochs
-  int64_t per_device_train_batch_size = 4;
-  int64_t gradient_accumulation_steps = 1;
   int64_t max_seq_length = 512;
-  bool freeze_non_mla = false;
-  std::string compute_dtype = "auto";  // auto (bf16 autocast where supported) | bf16 | fp32
-
-  std::vector<DataSource> dataset_mixer;
   int64_t eval_sequences = 8;  // held out from the packed data
-  int64_t eval_steps = 0;      // 0: at the end only
-  int64_t save_steps = 500;
-  int64_t logging_steps = 1;
-  int64_t seed = 42;
-  std::filesystem::path output_dir;
-
-  std::vector<std::string> ignored_keys;  // Hugging Face trainer keys with no meaning here
 };
 
 // Reads an X-EcoMLA-style YAML config; `overrides` are "key=value" (YAML values) applied on top.
@@ -75,22 +50,9 @@ struct DistillConfig {
 DistillConfig read_distill_config(const std::filesystem::path& yaml,
                                   const std::vector<std::string>& overrides = {});
 
-struct DistillRun {
-  bool resume = false;      // continue from output_dir/checkpoint
-  int64_t stop_after = -1;  // stop cleanly after this many optimiser steps of this run
-  ProgressCallback progress;
-  std::function<void(const std::string&)> log;  // one line per event (stderr in the CLI)
-};
-
-struct DistillResult {
-  int64_t steps = 0;                    // optimiser steps done, in all
-  bool finished = false;                // all steps done (false after --stop-after)
-  std::vector<nlohmann::json> metrics;  // the lines written to metrics.jsonl by this run
-};
-
 // Runs one stage. Everything is checked before training starts: model paths, the tokenizers of
 // student and teacher, the MLA sizes, the data. Throws std::runtime_error on a NaN or infinite
 // loss, leaving the last checkpoint as it was.
-DistillResult distill(const DistillConfig& config, const DistillRun& run);
+TrainingResult distill(const DistillConfig& config, const TrainingRun& run);
 
 }  // namespace ecomla

@@ -121,7 +121,9 @@ PackedData pack_training_data(const std::vector<DataSource>& sources, const Toke
   data.documents = static_cast<int64_t>(documents.size());
   std::vector<int32_t> stream;
   for (const std::string& doc : documents) {
-    const std::vector<int32_t> ids = tokenizer.encode(doc);
+    // Control tokens written in the text become their ids, as Hugging Face tokenizers do by
+    // default: a chat-rendered document's <|im_start|> is one token, not seven.
+    const std::vector<int32_t> ids = tokenizer.encode(doc, false, /*parse_special=*/true);
     stream.insert(stream.end(), ids.begin(), ids.end());
     stream.push_back(*eos);
   }

@@ -201,7 +201,7 @@ TEST(DistillConfigFile, TheShippedExampleReads) {
 }
 
 TEST_F(DistillRuns, KdLowersTheLossAndResumeRepeatsTheSameLosses) {
-  const DistillResult straight = distill(config(), {});
+  const TrainingResult straight = distill(config(), {});
   ASSERT_TRUE(straight.finished);
   std::vector<double> losses;
   for (const auto& m : straight.metrics) {
@@ -213,14 +213,14 @@ TEST_F(DistillRuns, KdLowersTheLossAndResumeRepeatsTheSameLosses) {
 
   // Interrupted after 4 steps, then resumed: the same losses, the same final weights.
   const DistillConfig again = config({"output_dir=" + (dir_ / "out2").string()});
-  DistillRun first;
+  TrainingRun first;
   first.stop_after = 4;
-  const DistillResult stopped = distill(again, first);
+  const TrainingResult stopped = distill(again, first);
   EXPECT_FALSE(stopped.finished);
   EXPECT_EQ(stopped.steps, 4);
-  DistillRun second;
+  TrainingRun second;
   second.resume = true;
-  const DistillResult resumed = distill(again, second);
+  const TrainingResult resumed = distill(again, second);
   EXPECT_TRUE(resumed.finished);
   std::vector<double> resumed_losses;
   for (const auto& m : resumed.metrics) {
@@ -272,7 +272,7 @@ std::vector<double> logged(const fs::path& metrics, const std::string& key) {
 // with half of every global batch, against one process with the whole batch: the same losses
 // and the same weights, in fp32.
 TEST_F(DistillRuns, TwoProcessesEqualOneWithTheSameGlobalBatch) {
-  const DistillResult single = distill(
+  const TrainingResult single = distill(
       config({"max_steps=3", "per_device_train_batch_size=4", "gradient_accumulation_steps=2"}),
       {});
   ASSERT_TRUE(single.finished);
@@ -314,7 +314,7 @@ TEST_F(DistillRuns, TwoProcessesEqualOneWithTheSameGlobalBatch) {
 }
 
 TEST_F(DistillRuns, LayerwiseStageRuns) {
-  const DistillResult r = distill(config({"stage=layerwise", "max_steps=3"}), {});
+  const TrainingResult r = distill(config({"stage=layerwise", "max_steps=3"}), {});
   EXPECT_TRUE(r.finished);
   EXPECT_FALSE(r.metrics.front().contains("kl"));
   EXPECT_TRUE(fs::exists(dir_ / "out" / "checkpoint" / "model.safetensors"));

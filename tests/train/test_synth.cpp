@@ -3,6 +3,7 @@
 // writes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "ecomla/error.h"
@@ -81,6 +82,14 @@ TEST_F(Synth, WritesChatRecordsTheTrainerReads) {
   // Each document is the prompt and a response in the chat template.
   EXPECT_NE(docs[3].find("<|im_start|>user\nname a colour<|im_end|>"), std::string::npos);
   EXPECT_NE(docs[3].find("<|im_start|>assistant\n"), std::string::npos);
+  // Packed for training, the chat markers are the control tokens the model knows.
+  const PackedData packed = pack_training_data({{dir_ / "synth.jsonl", 1.0}}, tokenizer_, 8, 0, 1);
+  const int32_t im_start = *tokenizer_.token_id("<|im_start|>");
+  int64_t markers = 0;
+  for (const auto& seq : packed.train) markers += std::count(seq.begin(), seq.end(), im_start);
+  // system, user and assistant in each of the 12 documents; the cut-off tail (under 8 tokens)
+  // can hold three at most.
+  EXPECT_GE(markers, 12 * 3 - 3);
   // An existing output is kept unless the run resumes it.
   EXPECT_THROW(run(dir_ / "synth.jsonl", options_, prompts_), std::invalid_argument);
 }

@@ -29,7 +29,7 @@ void add_distill(CLI::App& app) {
       fmt::print(stderr, "ignored (no meaning here): {}\n", keys);
     }
     ProgressBar bar;
-    DistillRun run;
+    TrainingRun run;
     run.resume = resume;
     run.stop_after = stop_after;
     run.progress = bar.callback();
@@ -37,7 +37,7 @@ void add_distill(CLI::App& app) {
       bar.finish();
       fmt::print(stderr, "{}\n", line);
     };
-    const DistillResult result = distill(config, run);
+    const TrainingResult result = distill(config, run);
     bar.finish();
     fmt::print(stderr, "{} at step {}; checkpoint in {}, metrics in {}\n",
                result.finished ? "finished" : "stopped", result.steps,
