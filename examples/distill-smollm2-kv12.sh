@@ -39,6 +39,19 @@ prepare() {
   fi
 }
 
+# The activation init's factors are far from balanced (kv_a and out_proj weights up to ~50,
+# kv_b ~0.01), and AdamW's first steps at X-EcoMLA-init learning rates blow it up (layer-wise
+# loss 217 -> 61,592 at 5e-4, 217 -> 494 at 5e-5; KD 3.4 -> 5.3 at 2e-5): it trains at lower
+# rates, the same for both stages' token budgets.
+learning_rate() {
+  case "$1-$2" in
+    act-layerwise) echo 5.0e-06 ;;
+    act-kd) echo 1.0e-05 ;;
+    xecomla-layerwise) echo 5.0e-04 ;;
+    xecomla-kd) echo 2.0e-04 ;;
+  esac
+}
+
 # distill STAGE INIT MODEL: one stage, resumed when a checkpoint is there, skipped when done.
 distill() {
   local stage=$1 init=$2 model=$3 dir="$out/$2-$1"
@@ -46,7 +59,7 @@ distill() {
   step "distill ($stage) $init -> $dir"
   resume=(); [[ -d "$dir/checkpoint" ]] && resume=(--resume)
   $ecomla distill "examples/distill-smollm2-kv12-$stage.yaml" --set "model_name_or_path=$model" \
-    --set "output_dir=$dir" "${resume[@]}"
+    --set "output_dir=$dir" --set "learning_rate=$(learning_rate "$init" "$stage")" "${resume[@]}"
   touch "$dir/done"
 }
 
@@ -66,13 +79,13 @@ perplexity() {
     --chunks 20 --dtype bf16 --output "$out/ppl-$name.json"
 }
 
-# Zero-shot tasks: the first 500 documents of each (the same for every model, so paired), bf16.
+# Zero-shot tasks: the first 250 documents of each (the same for every model, so paired), bf16.
 tasks() {
   local name=$1 model=$2
   [[ -f "$out/eval-$name.json" ]] && return
   step "eval: $name ($model)"
   $ecomla eval "$model" --tasks arc_easy,arc_challenge,piqa,hellaswag,lambada_openai \
-    --limit 500 --dtype bf16 --output "$out/eval-$name.json.tmp"
+    --limit 250 --dtype bf16 --output "$out/eval-$name.json.tmp"
   mv "$out/eval-$name.json.tmp" "$out/eval-$name.json"
 }
 

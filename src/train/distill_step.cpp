@@ -1,42 +1,12 @@
 #include "train/distill_step.h"
 
-#include <ATen/autocast_mode.h>
-#include <ATen/cpu/Utils.h>
-
 #include "train/losses.h"
+#include "train/trainer.h"
 
 namespace ecomla::train {
 
-bool autocast_bf16(const std::string& compute_dtype) {
-  if (compute_dtype != "auto") return compute_dtype == "bf16";
-  for (const auto& [name, value] : at::cpu::get_cpu_capabilities()) {
-    if (name.find("bf16") != std::string::npos && value.isBool() && value.toBool()) return true;
-  }
-  return false;
-}
-
-AutocastScope::AutocastScope(bool enabled) : enabled_(enabled) {
-  if (!enabled_) return;
-  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-  at::autocast::set_autocast_enabled(at::kCPU, true);
-  at::autocast::increment_nesting();
-}
-
-AutocastScope::~AutocastScope() {
-  if (!enabled_) return;
-  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_autocast_enabled(at::kCPU, false);
-}
-
 std::vector<at::Tensor> trainable_parameters(const DistillConfig& c, LlamaForCausalLM& model) {
-  const bool mla_only = c.freeze_non_mla || c.stage == DistillStage::kLayerwise;
-  std::vector<at::Tensor> params;
-  for (auto& p : model->named_parameters()) {
-    const bool train = !mla_only || p.key().find(".mla.") != std::string::npos;
-    p.value().set_requires_grad(train);
-    if (train) params.push_back(p.value());
-  }
-  return params;
+  return trainable_parameters(model, c.freeze_non_mla || c.stage == DistillStage::kLayerwise);
 }
 
 StepLosses stage_loss(const DistillConfig& c, LlamaForCausalLM& student, LlamaForCausalLM& teacher,

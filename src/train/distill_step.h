@@ -9,27 +9,12 @@
 #include <vector>
 
 #include "ecomla/distill.h"
+#include "train/autocast.h"
 
 namespace ecomla::train {
 
-// compute_dtype "auto": bf16 autocast where the hardware computes in bf16 (measured ~2x faster
-// matmuls on this CPU with AVX512-BF16), fp32 otherwise; "bf16" and "fp32" force it.
-bool autocast_bf16(const std::string& compute_dtype);
-
-// Autocast for one forward pass: matmuls in bf16, master weights and gradients in fp32.
-class AutocastScope {
-public:
-  explicit AutocastScope(bool enabled);
-  ~AutocastScope();
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
-private:
-  bool enabled_;
-};
-
-// The parameters the stage trains, the others frozen (requires_grad false): every one, or the
-// MLA layers' only with freeze_non_mla and in the layer-wise stage.
+// The parameters the stage trains (trainable_parameters): every one, or the MLA layers' only
+// with freeze_non_mla and in the layer-wise stage.
 std::vector<at::Tensor> trainable_parameters(const DistillConfig& config, LlamaForCausalLM& model);
 
 struct StepLosses {

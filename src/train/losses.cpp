@@ -196,4 +196,53 @@ at::Tensor layerwise_loss(LlamaForCausalLM& student, const LayerTargets& targets
   return loss;
 }
 
+at::Tensor response_logps(LlamaForCausalLM& model, const ResponseBatch& batch, bool average) {
+  const int64_t n = batch.tokens.size(0), t = batch.tokens.size(1);
+  TORCH_CHECK(
+      static_cast<int64_t>(batch.begin.size()) == n && static_cast<int64_t>(batch.end.size()) == n,
+      "response_logps: one response span per row");
+  // Token j of row i is predicted at position j - 1: gather those hidden states only.
+  std::vector<int64_t> positions, rows;
+  for (int64_t i = 0; i < n; ++i) {
+    TORCH_CHECK(batch.begin[i] >= 1 && batch.begin[i] < batch.end[i] && batch.end[i] <= t,
+                "response_logps: a response needs a token before it and one token at least");
+    for (int64_t j = batch.begin[i]; j < batch.end[i]; ++j) {
+      positions.push_back(i * t + j - 1);
+      rows.push_back(i);
+    }
+  }
+  const at::Tensor hidden = model->model->forward(batch.tokens);  // [N, T, D]
+  const at::Tensor index = at::tensor(positions, at::kLong);
+  const at::Tensor h = hidden.reshape({n * t, -1}).index_select(0, index);
+  const at::Tensor logits = at::matmul(h, model->head_weight().t()).to(at::kFloat);
+  const at::Tensor target_ids = batch.tokens.reshape({-1}).index_select(0, index + 1).unsqueeze(1);
+  const at::Tensor token_logps = at::log_softmax(logits, -1).gather(1, target_ids).squeeze(1);
+  const at::Tensor row = at::tensor(rows, at::kLong);
+  at::Tensor logps = at::zeros({n}, token_logps.options()).index_add(0, row, token_logps);
+  if (average) {
+    std::vector<float> lengths;
+    for (int64_t i = 0; i < n; ++i) lengths.push_back(float(batch.end[i] - batch.begin[i]));
+    logps = logps / at::tensor(lengths, at::kFloat);
+  }
+  return logps;
+}
+
+DpoLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
+                 const at::Tensor& reference_chosen, const at::Tensor& reference_rejected,
+                 double beta, DpoLossType type, double label_smoothing) {
+  const at::Tensor chosen_ratio = policy_chosen - reference_chosen;
+  const at::Tensor rejected_ratio = policy_rejected - reference_rejected;
+  const at::Tensor h = chosen_ratio - rejected_ratio;
+  at::Tensor losses;
+  switch (type) {
+    case DpoLossType::kSigmoid:
+      losses = -(1 - label_smoothing) * at::log_sigmoid(beta * h) -
+               label_smoothing * at::log_sigmoid(-beta * h);
+      break;
+    case DpoLossType::kHinge: losses = at::relu(1 - beta * h); break;
+    case DpoLossType::kIpo: losses = at::pow(h - 1 / (2 * beta), 2); break;
+  }
+  return {losses.mean(), beta * chosen_ratio.detach(), beta * rejected_ratio.detach()};
+}
+
 }  // namespace ecomla::train

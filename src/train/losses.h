@@ -1,10 +1,12 @@
-// The distillation losses. Shape legend: B batch, T tokens, V vocabulary, D hidden size.
+// The training losses: distillation (KD, layer-wise) and preference optimisation (DPO). Shape
+// legend: B batch, T tokens, V vocabulary, D hidden size.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <vector>
 
+#include "ecomla/dpo.h"
 #include "ecomla/model.h"
 
 namespace ecomla::train {
@@ -46,5 +48,33 @@ LayerTargets layer_targets(LlamaForCausalLM& teacher, const at::Tensor& tokens);
 // sum over them of MSE(attention output) + MSE(layer output) against the teacher's
 // (Zebra-Llama's intermediate-layer distillation). Returns it with the student's graph.
 at::Tensor layerwise_loss(LlamaForCausalLM& student, const LayerTargets& targets);
+
+// --- DPO (Rafailov et al. 2023)
+// -------------------------------------------------------------------
+
+// Sequences [N, T] of prompt and response, and where each response lies in its row.
+struct ResponseBatch {
+  at::Tensor tokens;                // [N, T], rows padded after their end
+  std::vector<int64_t> begin, end;  // response tokens of row i: [begin[i], end[i]), begin >= 1
+};
+
+// log pi(response | prompt) of every row [N]: the log-probabilities of the response tokens
+// summed (or averaged over them with `average`, as IPO uses), the prompt's masked out; fp32.
+// The LM head runs on the response positions only.
+at::Tensor response_logps(LlamaForCausalLM& model, const ResponseBatch& batch, bool average);
+
+struct DpoLoss {
+  at::Tensor loss;                              // mean over the pairs, with the graph
+  at::Tensor chosen_rewards, rejected_rewards;  // [B] beta * (log pi - log pi_ref), no graph
+};
+
+// From the policy's and the reference's log-probabilities [B] of the chosen and rejected
+// responses, with h = (pi_c - ref_c) - (pi_r - ref_r) (the definitions of TRL's DPOTrainer):
+// sigmoid: -(1 - eps) log sigma(beta h) - eps log sigma(-beta h) (eps: label smoothing, the
+// conservative DPO of Mitchell 2023); hinge: relu(1 - beta h) (SLiC); ipo: (h - 1/(2 beta))^2
+// (Azar et al. 2023, on length-averaged log-probabilities).
+DpoLoss dpo_loss(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
+                 const at::Tensor& reference_chosen, const at::Tensor& reference_rejected,
+                 double beta, DpoLossType type, double label_smoothing);
 
 }  // namespace ecomla::train

@@ -88,6 +88,16 @@ int64_t tokens_before(const std::vector<nlohmann::json>& entries) {
 
 }  // namespace
 
+std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model, bool mla_only) {
+  std::vector<at::Tensor> params;
+  for (auto& p : model->named_parameters()) {
+    const bool train = !mla_only || p.key().find(".mla.") != std::string::npos;
+    p.value().set_requires_grad(train);
+    if (train) params.push_back(p.value());
+  }
+  return params;
+}
+
 int64_t total_steps(const TrainingArguments& a, int64_t examples, int64_t world) {
   if (a.max_steps > 0) return a.max_steps;
   const int64_t global_batch =

@@ -37,6 +37,10 @@ struct Objective {
   std::function<nlohmann::json()> evaluate;
 };
 
+// Freezes the model's parameters but those that train (requires_grad false) and returns those:
+// every one, or with `mla_only` the MLA layers' (freeze_non_mla).
+std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model, bool mla_only);
+
 // Optimiser steps of a run: max_steps, or enough global batches (processes x per-device
 // batch x accumulation) for num_train_epochs.
 int64_t total_steps(const TrainingArguments& args, int64_t examples, int64_t world);

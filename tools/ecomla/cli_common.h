@@ -17,6 +17,7 @@ void add_tokenize(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_distill(CLI::App& app);
+void add_dpo(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_synth(CLI::App& app);
 

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   ecomla::cli::add_perplexity(app);
   ecomla::cli::add_eval(app);
   ecomla::cli::add_distill(app);
+  ecomla::cli::add_dpo(app);
   ecomla::cli::add_generate(app);
   ecomla::cli::add_synth(app);
   app.parse_complete_callback([&] {
