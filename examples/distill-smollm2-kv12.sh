@@ -39,14 +39,15 @@ prepare() {
   fi
 }
 
-# The activation init's factors are far from balanced (kv_a and out_proj weights up to ~50,
-# kv_b ~0.01), and AdamW's first steps at X-EcoMLA-init learning rates blow it up (layer-wise
-# loss 217 -> 61,592 at 5e-4, 217 -> 494 at 5e-5; KD 3.4 -> 5.3 at 2e-5): it trains at lower
-# rates, the same for both stages' token budgets.
+# Learning rates per init, chosen from 4-5-step probes from the init on this data: X-EcoMLA's
+# init trains at 5e-4 / 2e-4 (its loss falls from the first step); the activation init,
+# balanced by convert (balance_factors), at 1e-4 for both stages (layer-wise loss 216 -> 188
+# after one step at 1e-4, -> 371 at 5e-4; before balancing it went 217 -> 61,592 at 5e-4 and
+# 217 -> 494 at 5e-5).
 learning_rate() {
   case "$1-$2" in
-    act-layerwise) echo 5.0e-06 ;;
-    act-kd) echo 1.0e-05 ;;
+    act-layerwise) echo 1.0e-04 ;;
+    act-kd) echo 1.0e-04 ;;
     xecomla-layerwise) echo 5.0e-04 ;;
     xecomla-kd) echo 2.0e-04 ;;
   esac

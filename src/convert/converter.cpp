@@ -321,6 +321,15 @@ Conversion convert_to_mla(LlamaForCausalLM source, const ConvertOptions& options
         stream->advance(layer, l);
       }
     }
+    // The fits leave the activation init's factors unbalanced (X-EcoMLA's is kept exactly).
+    if (mla.contains(l) && options.init == MlaInit::kActivation) {
+      const std::string prefix = fmt::format("model.layers.{}.mla.", l);
+      std::map<std::string, at::Tensor> layer_weights;  // the same tensors, rescaled in place
+      for (auto& [name, t] : weights) {
+        if (name.starts_with(prefix)) layer_weights[name.substr(prefix.size())] = t;
+      }
+      convert::balance_factors(layer_weights, std::get<MlaSpec>(converted.attention[l]));
+    }
     if (progress && !progress({"convert", l + 1, last, "layers", ""})) {
       throw std::runtime_error("convert: cancelled");
     }

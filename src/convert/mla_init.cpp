@@ -47,4 +47,40 @@ void finish(MlaLayerInit& init) {
   for (auto& [name, t] : init.weights) t = t.to(at::kFloat).contiguous();
 }
 
+namespace {
+
+// Scales row i of `left` (one side of a product, [n, *]) up by s_i and row i of `right` (the
+// other, [n, *]) down by s_i, with s_i = sqrt(|right_i| / |left_i|): both rows end with norm
+// sqrt(|left_i| |right_i|). Both are views into the weights.
+void balance_rows(at::Tensor left, at::Tensor right) {
+  const at::Tensor l = left.norm(2, 1, true), r = right.norm(2, 1, true);
+  const at::Tensor usable = (l > 0) & (r > 0);
+  const at::Tensor s = at::where(usable, at::sqrt(r / l.clamp_min(1e-30)), at::ones_like(l));
+  left.mul_(s);
+  right.div_(s);
+}
+
+}  // namespace
+
+void balance_factors(std::map<std::string, at::Tensor>& weights, const MlaSpec& spec) {
+  const int64_t h = spec.n_head, r = spec.rank_kv, dn = spec.dim_nope, dr = spec.dim_rope,
+                dv = spec.dim_v;
+  const at::Tensor kv_b = weights.at("kv_b_proj.weight");  // [h (dn + dv), r]
+  const at::Tensor kv_b_heads = kv_b.view({h, dn + dv, r});
+  const at::Tensor q =
+      weights.at(spec.rank_q > 0 ? "q_b_proj.weight" : "q_proj.weight").view({h, dn + dr, -1});
+  const at::Tensor out = weights.at("out_proj.weight");  // [D, h dv]
+  // The latent's columns of kv_b also hold the nope-key and value rows: a few rounds settle
+  // all three balances together.
+  for (int round = 0; round < 3; ++round) {
+    for (int64_t head = 0; head < h; ++head) {
+      balance_rows(q[head].narrow(0, 0, dn), kv_b_heads[head].narrow(0, 0, dn));
+      balance_rows(kv_b_heads[head].narrow(0, dn, dv), out.narrow(1, head * dv, dv).t());
+    }
+    if (!spec.latent_norm) {
+      balance_rows(weights.at("kv_a_proj_with_mqa.weight").narrow(0, 0, r), kv_b.t());
+    }
+  }
+}
+
 }  // namespace ecomla::convert

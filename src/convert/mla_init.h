@@ -45,6 +45,16 @@ double energy_kept(const at::Tensor& singular_values, int64_t rank);
 // casts every weight to fp32.
 void finish(MlaLayerInit& init);
 
+// Rescales the factors of each product the layer computes so that both sides have equal norms,
+// leaving the function unchanged: latent dim j of kv_a_proj (row j) and kv_b_proj (column j),
+// unless the latent is normalised; nope dim i of each head's query row and key row (q . k is
+// invariant); value dim i of each head's kv_b_proj row and out_proj column. Least-squares
+// fits leave them far apart (kv_a and out_proj weights near 50 against kv_b near 0.01), and
+// AdamW, which moves every weight by about the learning rate whatever its size, then perturbs
+// the small side relatively far more: a factorisation is only trainable when balanced.
+// `weights` holds the layer's MLA weights by their names below "mla.".
+void balance_factors(std::map<std::string, at::Tensor>& weights, const MlaSpec& spec);
+
 // X-EcoMLA's weight-SVD initialisation (docs/x-ecomla-reference.md, section 2), exactly.
 MlaLayerInit xecomla_init(const GqaLayerWeights& w, const MlaTarget& target);
 

@@ -113,6 +113,46 @@ TEST(ActivationInit, TruncationLosesQualityGracefullyAndReportsIt) {
   EXPECT_GT(previous_error, 0.0);
 }
 
+// Balancing rescales the two sides of each product to equal norms and changes no logit.
+TEST(BalanceFactors, EqualisesTheNormsOfBothSidesAndKeepsTheFunction) {
+  const ModelConfig config = test::tiny_config();
+  LlamaForCausalLM source = test::random_model(config, 6);
+  for (const int64_t q_rank : {0, 16}) {
+    ConvertOptions o;
+    o.init = MlaInit::kXEcoMla;  // not balanced by the conversion
+    o.kv.rank = 8;
+    o.q.rank = q_rank;
+    o.dim_rope = 4;
+    o.dim_nope = 4;
+    LlamaForCausalLM mla = convert_to_mla(source, o).model;
+    const at::Tensor tokens = at::randint(0, config.vocab_size, {2, 12}, at::kLong);
+    const at::Tensor before = logits(mla, tokens);
+    const MlaSpec spec = std::get<MlaSpec>(mla->config().attention[0]);
+    std::map<std::string, at::Tensor> w;
+    for (const auto& p : mla->named_parameters()) {
+      if (p.key().starts_with("model.layers.0.mla.")) w[p.key().substr(19)] = p.value();
+    }
+    {
+      torch::NoGradGuard no_grad;
+      w.at("kv_a_proj_with_mqa.weight").narrow(0, 0, 8).mul_(40.0);  // unbalance the latent
+      w.at("kv_b_proj.weight").div_(40.0);
+      convert::balance_factors(w, spec);
+    }
+    EXPECT_LE((logits(mla, tokens) - before).abs().max().item<double>(), 1e-4) << q_rank;
+    // Latent dim j: row j of kv_a and column j of kv_b have the same norm.
+    const at::Tensor a = w.at("kv_a_proj_with_mqa.weight").narrow(0, 0, 8).norm(2, 1);
+    const at::Tensor b = w.at("kv_b_proj.weight").norm(2, 0);
+    EXPECT_TRUE(at::allclose(a, b, 1e-3, 1e-6)) << a << b;
+    // Value dim 0 of head 1, its kv_b row against its out_proj column: the same kv_b entries
+    // also serve the latent's balance, so the rounds settle them near, not at, equality.
+    const at::Tensor v_row = w.at("kv_b_proj.weight")[1 * (4 + spec.dim_v) + 4];
+    const at::Tensor o_col = w.at("out_proj.weight").select(1, spec.dim_v);
+    const double ratio = v_row.norm().item<double>() / o_col.norm().item<double>();
+    EXPECT_GT(ratio, 1 / 1.5);
+    EXPECT_LT(ratio, 1.5);
+  }
+}
+
 // The X-EcoMLA init, checked against its definition (docs/x-ecomla-reference.md, section 2).
 TEST(XEcoMlaInit, FactorsTheWeightsAsTheReferenceDoes) {
   const ModelConfig config = test::tiny_config();  // H 4, Hkv 2, Dh 8, D 32
