@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 
@@ -88,14 +89,27 @@ train::ResponseBatch pair_batch(const std::vector<TokenizedPair>& pairs,
   return batch;
 }
 
-// 64-bit FNV-1a over the reference model, the compute dtype and every token of the data: the
-// cache of reference log-probabilities belongs to exactly these.
+// 64-bit FNV-1a over the reference model (its path, and the size and time of each file), the
+// compute dtype and every token of the data: the cache of reference log-probabilities belongs
+// to exactly these.
 std::string fingerprint(const DpoConfig& c, const PreferenceData& data, bool bf16) {
   uint64_t h = 1469598103934665603ULL;
   auto add = [&](uint64_t v) {
     for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ULL;
   };
   for (const char ch : c.model_name_or_path) add(static_cast<uint8_t>(ch));
+  const fs::path model = c.model_name_or_path;
+  std::vector<fs::path> files = {model};
+  if (fs::is_directory(model)) {
+    files.clear();
+    for (const auto& entry : fs::directory_iterator(model)) files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+  }
+  for (const fs::path& file : files) {
+    if (!fs::is_regular_file(file)) continue;
+    add(fs::file_size(file));
+    add(static_cast<uint64_t>(fs::last_write_time(file).time_since_epoch().count()));
+  }
   add(bf16);
   for (const auto* set : {&data.train, &data.held_out}) {
     for (const TokenizedPair& p : *set) {
