@@ -146,7 +146,8 @@ std::pair<at::Tensor, at::Tensor> policy_logps(LlamaForCausalLM& model,
 ReferenceLogps reference_logps(const DpoConfig& c, const PreferenceData& data,
                                LlamaForCausalLM& model, int32_t pad, bool bf16,
                                const train::DataParallel& dp,
-                               const std::function<void(const std::string&)>& log) {
+                               const std::function<void(const std::string&)>& log,
+                               const ProgressCallback& progress) {
   const fs::path cache = c.output_dir / "reference_logps.json";
   const std::string key = fingerprint(c, data, bf16);
   if (fs::exists(cache)) {
@@ -165,6 +166,8 @@ ReferenceLogps reference_logps(const DpoConfig& c, const PreferenceData& data,
   at::NoGradGuard no_grad;
   model->eval();
   const int64_t batch = c.per_device_train_batch_size;
+  const auto all = static_cast<int64_t>(data.train.size() + data.held_out.size());
+  int64_t done = 0;
   auto compute = [&](const std::vector<TokenizedPair>& pairs) {
     const auto n = static_cast<int64_t>(pairs.size());
     at::Tensor out = at::zeros({n, 2}, at::kDouble);
@@ -175,6 +178,8 @@ ReferenceLogps reference_logps(const DpoConfig& c, const PreferenceData& data,
       const auto [chosen, rejected] = policy_logps(model, pairs, ids, pad, bf16);
       out.slice(0, first, first + static_cast<int64_t>(ids.size())) =
           at::stack({chosen, rejected}, 1).to(at::kDouble);
+      done += static_cast<int64_t>(ids.size()) * dp.world_size();
+      if (progress && dp.is_main()) progress({"reference", std::min(done, all), all, "pairs", ""});
     }
     dp.all_reduce_sum(out);
     return out;
@@ -295,7 +300,8 @@ TrainingResult dpo(const DpoConfig& c, const TrainingRun& run) {
 
   // The reference is the model as it starts: its log-probabilities first, then the policy
   // (the checkpoint's weights when resuming) trains.
-  const ReferenceLogps reference = reference_logps(c, data, policy.model, pad, bf16, dp, log);
+  const ReferenceLogps reference =
+      reference_logps(c, data, policy.model, pad, bf16, dp, log, run.progress);
   if (checkpoint) policy = load_model(*checkpoint);
   LlamaForCausalLM& model = policy.model;
 
