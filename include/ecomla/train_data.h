@@ -2,8 +2,12 @@
 // seed and packed into fixed-length sequences, as X-EcoMLA's trainer packs its dataset_mixer.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -17,6 +21,23 @@ struct DataSource {
   std::filesystem::path path;
   double ratio = 1.0;
 };
+
+// The items of `source` a dataset_mixer takes: those read(source.path) returns, shuffled by
+// `rng`, then the first round(ratio * n) of them, repeating items when the ratio is above 1.
+// Throws std::invalid_argument for a ratio that is not positive, before reading.
+template <typename Read>
+auto mixer_share(const DataSource& source, std::mt19937_64& rng, const Read& read) {
+  if (source.ratio <= 0) {
+    throw std::invalid_argument("dataset_mixer: the ratio of " + source.path.string() +
+                                " must be positive");
+  }
+  auto items = read(source.path);
+  std::shuffle(items.begin(), items.end(), rng);
+  const auto wanted = static_cast<size_t>(std::llround(source.ratio * double(items.size())));
+  decltype(items) share;
+  for (size_t i = 0; i < wanted && !items.empty(); ++i) share.push_back(items[i % items.size()]);
+  return share;
+}
 
 // The documents of one file, as text:
 // - .txt: the whole file is one document;

@@ -96,18 +96,9 @@ TrainingResult distill(const DistillConfig& c, const TrainingRun& run) {
     if (run.log && dp.is_main()) run.log(line);
   };
   // --- everything that can be wrong is checked before training ---------------------------------
-  if (!fs::exists(c.model_name_or_path)) {
-    throw std::invalid_argument("model_name_or_path: " + c.model_name_or_path + " does not exist");
-  }
-  if (!fs::exists(c.teacher_model_name_or_path)) {
-    throw std::invalid_argument("teacher_model_name_or_path: " + c.teacher_model_name_or_path +
-                                " does not exist");
-  }
-  const std::optional<fs::path> checkpoint =
-      run.resume ? train::find_checkpoint(c.output_dir) : std::nullopt;
-  if (run.resume && !checkpoint) {
-    throw std::invalid_argument("--resume: no checkpoint in " + c.output_dir.string());
-  }
+  train::require_path("model_name_or_path", c.model_name_or_path);
+  train::require_path("teacher_model_name_or_path", c.teacher_model_name_or_path);
+  const std::optional<fs::path> checkpoint = train::checkpoint_to_resume(c.output_dir, run);
   LoadedModel teacher = load_model(c.teacher_model_name_or_path);
   LoadedModel student = checkpoint ? load_model(*checkpoint) : load_student(c, run);
   check_same_tokenizer(student.tokenizer, teacher.tokenizer);

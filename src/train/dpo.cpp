@@ -10,6 +10,7 @@
 
 #include "ecomla/model_loader.h"
 #include "ecomla/preference_data.h"
+#include "ecomla/train_data.h"
 #include "io/atomic_file.h"
 #include "train/autocast.h"
 #include "train/data_parallel.h"
@@ -34,19 +35,13 @@ PreferenceData load_pairs(const DpoConfig& c, const Tokenizer& tokenizer) {
   std::vector<TokenizedPair> pairs;
   PreferenceData data;
   for (const DataSource& source : c.dataset_mixer) {
-    if (source.ratio <= 0) {
-      throw std::invalid_argument(
-          fmt::format("dataset_mixer: the ratio of {} must be positive", source.path.string()));
-    }
     int64_t skipped = 0;
-    std::vector<PreferencePair> read =
-        read_preference_pairs(source.path, c.skip_malformed_records, &skipped);
+    const std::vector<PreferencePair> share = mixer_share(source, rng, [&](const fs::path& path) {
+      return read_preference_pairs(path, c.skip_malformed_records, &skipped);
+    });
     data.skipped += skipped;
-    std::shuffle(read.begin(), read.end(), rng);
-    const auto wanted = static_cast<size_t>(std::llround(source.ratio * double(read.size())));
-    for (size_t i = 0; i < wanted && !read.empty(); ++i) {
-      pairs.push_back(
-          tokenize_pair(read[i % read.size()], tokenizer, c.max_length, c.max_prompt_length));
+    for (const PreferencePair& pair : share) {
+      pairs.push_back(tokenize_pair(pair, tokenizer, c.max_length, c.max_prompt_length));
     }
   }
   std::shuffle(pairs.begin(), pairs.end(), rng);
@@ -128,6 +123,17 @@ struct ReferenceLogps {
   at::Tensor train, held_out;
 };
 
+// Calls fn(ids) for this process's batches of `batch` consecutive indices below n: process r
+// of W takes batches r, r + W, ... (the others' results are pooled by the caller).
+void for_each_own_batch(int64_t n, int64_t batch, const train::DataParallel& dp,
+                        const std::function<void(const std::vector<int64_t>&)>& fn) {
+  for (int64_t first = batch * dp.rank(); first < n; first += batch * dp.world_size()) {
+    std::vector<int64_t> ids;
+    for (int64_t i = first; i < std::min(n, first + batch); ++i) ids.push_back(i);
+    fn(ids);
+  }
+}
+
 // The policy's summed log-probabilities [B] of the chosen and rejected responses of `ids`.
 std::pair<at::Tensor, at::Tensor> policy_logps(LlamaForCausalLM& model,
                                                const std::vector<TokenizedPair>& pairs,
@@ -140,12 +146,12 @@ std::pair<at::Tensor, at::Tensor> policy_logps(LlamaForCausalLM& model,
   return {logps.slice(0, 0, b), logps.slice(0, b, 2 * b)};
 }
 
-// Computed with `model` (the reference: the policy before its first step), each process a
-// share of the pairs, or read back from output_dir/reference_logps.json when it was computed
-// for the same model, dtype and data.
+// Read back from output_dir/reference_logps.json when it was computed for the same model,
+// dtype and data; else computed with the model `reference` returns (the policy before its
+// first step), each process a share of the pairs.
 ReferenceLogps reference_logps(const DpoConfig& c, const PreferenceData& data,
-                               LlamaForCausalLM& model, int32_t pad, bool bf16,
-                               const train::DataParallel& dp,
+                               const std::function<LlamaForCausalLM()>& reference, int32_t pad,
+                               bool bf16, const train::DataParallel& dp,
                                const std::function<void(const std::string&)>& log,
                                const ProgressCallback& progress) {
   const fs::path cache = c.output_dir / "reference_logps.json";
@@ -163,6 +169,7 @@ ReferenceLogps reference_logps(const DpoConfig& c, const PreferenceData& data,
   }
   log(fmt::format("reference log-probabilities: computing for {} pairs",
                   data.train.size() + data.held_out.size()));
+  LlamaForCausalLM model = reference();
   at::NoGradGuard no_grad;
   model->eval();
   const int64_t batch = c.per_device_train_batch_size;
@@ -171,16 +178,13 @@ ReferenceLogps reference_logps(const DpoConfig& c, const PreferenceData& data,
   auto compute = [&](const std::vector<TokenizedPair>& pairs) {
     const auto n = static_cast<int64_t>(pairs.size());
     at::Tensor out = at::zeros({n, 2}, at::kDouble);
-    // Process r scores batches r, r + W, ...; the others' rows stay zero until the sum.
-    for (int64_t first = batch * dp.rank(); first < n; first += batch * dp.world_size()) {
-      std::vector<int64_t> ids;
-      for (int64_t i = first; i < std::min(n, first + batch); ++i) ids.push_back(i);
+    // The other processes' rows stay zero until the sum.
+    for_each_own_batch(n, batch, dp, [&](const std::vector<int64_t>& ids) {
       const auto [chosen, rejected] = policy_logps(model, pairs, ids, pad, bf16);
-      out.slice(0, first, first + static_cast<int64_t>(ids.size())) =
-          at::stack({chosen, rejected}, 1).to(at::kDouble);
+      out.slice(0, ids.front(), ids.back() + 1) = at::stack({chosen, rejected}, 1).to(at::kDouble);
       done += static_cast<int64_t>(ids.size()) * dp.world_size();
       if (progress && dp.is_main()) progress({"reference", std::min(done, all), all, "pairs", ""});
-    }
+    });
     dp.all_reduce_sum(out);
     return out;
   };
@@ -216,9 +220,8 @@ PairLoss pair_loss(const DpoConfig& c, LlamaForCausalLM& model,
                    const std::vector<TokenizedPair>& pairs, const at::Tensor& reference,
                    const std::vector<int64_t>& ids, int32_t pad, bool bf16) {
   auto [chosen, rejected] = policy_logps(model, pairs, ids, pad, bf16);
-  const at::Tensor index = at::tensor(ids, at::kLong);
-  at::Tensor ref_chosen = reference.index_select(0, index).select(1, 0).to(at::kFloat);
-  at::Tensor ref_rejected = reference.index_select(0, index).select(1, 1).to(at::kFloat);
+  const at::Tensor ref = reference.index_select(0, at::tensor(ids, at::kLong)).to(at::kFloat);
+  at::Tensor ref_chosen = ref.select(1, 0), ref_rejected = ref.select(1, 1);
   int64_t tokens = 0;
   if (c.loss_type == DpoLossType::kIpo) {  // IPO compares length-averaged log-probabilities
     std::vector<float> chosen_len, rejected_len;
@@ -252,16 +255,13 @@ nlohmann::json evaluate_held_out(const DpoConfig& c, LlamaForCausalLM& model,
                                  int32_t pad, bool bf16, const train::DataParallel& dp) {
   at::NoGradGuard no_grad;
   const auto n = static_cast<int64_t>(data.held_out.size());
-  const int64_t batch = c.per_device_train_batch_size;
   at::Tensor sums = at::zeros({static_cast<int64_t>(kMetricNames.size()) + 1}, at::kDouble);
-  for (int64_t first = batch * dp.rank(); first < n; first += batch * dp.world_size()) {
-    std::vector<int64_t> ids;
-    for (int64_t i = first; i < std::min(n, first + batch); ++i) ids.push_back(i);
+  for_each_own_batch(n, c.per_device_train_batch_size, dp, [&](const std::vector<int64_t>& ids) {
     const PairLoss l = pair_loss(c, model, data.held_out, reference, ids, pad, bf16);
     std::vector<double> values = {l.loss.item<double>()};
     values.insert(values.end(), l.metrics.begin(), l.metrics.end());
     sums += at::tensor(values, at::kDouble) * static_cast<double>(ids.size());
-  }
+  });
   dp.all_reduce_sum(sums);
   sums /= static_cast<double>(n);
   nlohmann::json out = {{"eval_loss", sums[0].item<double>()}};
@@ -279,15 +279,10 @@ TrainingResult dpo(const DpoConfig& c, const TrainingRun& run) {
     if (run.log && dp.is_main()) run.log(line);
   };
   // --- everything that can be wrong is checked before training ---------------------------------
-  if (!fs::exists(c.model_name_or_path)) {
-    throw std::invalid_argument("model_name_or_path: " + c.model_name_or_path + " does not exist");
-  }
-  const std::optional<fs::path> checkpoint =
-      run.resume ? train::find_checkpoint(c.output_dir) : std::nullopt;
-  if (run.resume && !checkpoint) {
-    throw std::invalid_argument("--resume: no checkpoint in " + c.output_dir.string());
-  }
-  LoadedModel policy = load_model(c.model_name_or_path);
+  train::require_path("model_name_or_path", c.model_name_or_path);
+  const std::optional<fs::path> checkpoint = train::checkpoint_to_resume(c.output_dir, run);
+  // The policy: the model, or the checkpoint's weights when resuming.
+  LoadedModel policy = load_model(checkpoint ? *checkpoint : fs::path(c.model_name_or_path));
   const std::optional<int32_t> eos = policy.tokenizer.eos_id();
   const int32_t pad = eos.value_or(0);  // padding after a row's end is never attended to
   const PreferenceData data = load_pairs(c, policy.tokenizer);
@@ -298,12 +293,12 @@ TrainingResult dpo(const DpoConfig& c, const TrainingRun& run) {
   log(bf16 ? "compute: bf16 autocast (fp32 master weights)" : "compute: fp32");
   if (dp.world_size() > 1) log(fmt::format("data parallel: {} processes (Gloo)", dp.world_size()));
 
-  // The reference is the model as it starts: its log-probabilities first, then the policy
-  // (the checkpoint's weights when resuming) trains.
-  const ReferenceLogps reference =
-      reference_logps(c, data, policy.model, pad, bf16, dp, log, run.progress);
-  if (checkpoint) policy = load_model(*checkpoint);
+  // The reference is the model as it starts; a resumed run loads it only when its
+  // log-probabilities are not cached.
   LlamaForCausalLM& model = policy.model;
+  const ReferenceLogps reference = reference_logps(
+      c, data, [&] { return checkpoint ? load_model(c.model_name_or_path).model : model; }, pad,
+      bf16, dp, log, run.progress);
 
   train::Objective objective;
   objective.name = "dpo";

@@ -107,14 +107,10 @@ PackedData pack_training_data(const std::vector<DataSource>& sources, const Toke
   std::mt19937_64 rng(seed);
   std::vector<std::string> documents;
   for (const DataSource& source : sources) {
-    if (source.ratio <= 0) {
-      throw std::invalid_argument(
-          fmt::format("dataset_mixer: the ratio of {} must be positive", source.path.string()));
-    }
-    std::vector<std::string> docs = read_training_documents(source.path, tokenizer);
-    std::shuffle(docs.begin(), docs.end(), rng);
-    const auto wanted = static_cast<size_t>(std::llround(source.ratio * double(docs.size())));
-    for (size_t i = 0; i < wanted && !docs.empty(); ++i) documents.push_back(docs[i % docs.size()]);
+    const std::vector<std::string> docs = mixer_share(source, rng, [&](const fs::path& path) {
+      return read_training_documents(path, tokenizer);
+    });
+    documents.insert(documents.end(), docs.begin(), docs.end());
   }
   std::shuffle(documents.begin(), documents.end(), rng);
   PackedData data;

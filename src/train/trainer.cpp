@@ -98,6 +98,17 @@ std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model, bool mla_o
   return params;
 }
 
+void require_path(const std::string& key, const std::string& path) {
+  if (!fs::exists(path)) throw std::invalid_argument(key + ": " + path + " does not exist");
+}
+
+std::optional<fs::path> checkpoint_to_resume(const fs::path& output_dir, const TrainingRun& run) {
+  if (!run.resume) return std::nullopt;
+  std::optional<fs::path> checkpoint = find_checkpoint(output_dir);
+  if (!checkpoint) throw std::invalid_argument("--resume: no checkpoint in " + output_dir.string());
+  return checkpoint;
+}
+
 int64_t total_steps(const TrainingArguments& a, int64_t examples, int64_t world) {
   if (a.max_steps > 0) return a.max_steps;
   const int64_t global_batch =

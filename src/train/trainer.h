@@ -41,6 +41,14 @@ struct Objective {
 // every one, or with `mla_only` the MLA layers' (freeze_non_mla).
 std::vector<at::Tensor> trainable_parameters(LlamaForCausalLM& model, bool mla_only);
 
+// Throws std::invalid_argument naming the config key when `path` does not exist.
+void require_path(const std::string& key, const std::string& path);
+
+// The checkpoint a run continues from: none unless run.resume, and then the last complete one
+// in output_dir, or std::invalid_argument when there is none.
+std::optional<std::filesystem::path> checkpoint_to_resume(const std::filesystem::path& output_dir,
+                                                          const TrainingRun& run);
+
 // Optimiser steps of a run: max_steps, or enough global batches (processes x per-device
 // batch x accumulation) for num_train_epochs.
 int64_t total_steps(const TrainingArguments& args, int64_t examples, int64_t world);
