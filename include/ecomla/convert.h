@@ -12,6 +12,8 @@
 //    before it.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,6 +91,10 @@ void validate_conversion(const ModelConfig& source, const ConvertOptions& option
 Conversion convert_to_mla(LlamaForCausalLM source, const ConvertOptions& options,
                           const Calibration* calibration = nullptr,
                           const ProgressCallback& progress = {});
+
+// The KV-size report of a conversion: values and 16-bit bytes per token before and after, their
+// ratio, parameters, and per layer the ranks, dims and the energy each latent keeps.
+nlohmann::json conversion_report(const ModelConfig& before, const Conversion& conversion);
 
 }  // namespace ecomla
 

@@ -30,6 +30,7 @@ struct DpoConfig : TrainingArguments {
   double label_smoothing = 0.0;  // sigmoid loss only
   int64_t max_length = 1024, max_prompt_length = 512;
   double eval_fraction = 0.1;           // of the pairs, held out (seeded) for evaluation
+  int64_t max_pairs = 0;                // 0: every pair the mixer gives; else the first N
   bool skip_malformed_records = false;  // count and skip them instead of failing
 };
 

@@ -29,6 +29,10 @@ public:
   MlaLayerCache& mla_layer(int64_t layer);
   // Called once per forward pass, after every layer has appended its T positions.
   void advance(int64_t n_tokens);
+  // Fills positions [0, n) of every layer with N(0, 1) values and sets the length to n: the
+  // state after a context of n tokens as far as the cost of the next decode step goes (it
+  // reads every cached position whatever they hold), without the prefill.
+  void fill_with_noise(int64_t n);
   // Forgets everything after the first n positions.
   void truncate(int64_t n);
   // Bytes held by the cached positions (not the preallocated capacity).

@@ -51,6 +51,21 @@ MlaLayerCache& KvCache::mla_layer(int64_t layer) {
 
 void KvCache::advance(int64_t n_tokens) { length_ += n_tokens; }
 
+void KvCache::fill_with_noise(int64_t n) {
+  if (n < 0 || n > capacity_) throw std::invalid_argument("KvCache::fill_with_noise: bad length");
+  for (size_t i = 0; i < k_.size(); ++i) {
+    if (mla_[i]) {
+      mla_[i]->latent.narrow(1, 0, n).normal_();
+      mla_[i]->k_pe.narrow(1, 0, n).normal_();
+    } else {
+      k_[i].narrow(2, 0, n).normal_();
+      v_[i].narrow(2, 0, n).normal_();
+    }
+  }
+  length_ = n;
+  truncate(n);  // sets every MLA layer's own length
+}
+
 void KvCache::truncate(int64_t n) {
   if (n < 0 || n > length_) throw std::invalid_argument("KvCache::truncate: bad length");
   length_ = n;

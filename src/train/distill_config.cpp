@@ -6,6 +6,7 @@
 #include "convert/convert_config.h"
 #include "ecomla/distill.h"
 #include "ecomla/error.h"
+#include "train/stage_configs.h"
 #include "train/training_config.h"
 #include "util/yaml_config.h"
 
@@ -15,9 +16,10 @@ using yaml_config::value;
 
 DistillConfig read_distill_config(const std::filesystem::path& path,
                                   const std::vector<std::string>& overrides) {
-  const std::string origin = path.string();
-  const YAML::Node root = train::load_config(origin, overrides);
+  return train::distill_config_from(train::load_config(path.string(), overrides), path.string());
+}
 
+DistillConfig train::distill_config_from(const YAML::Node& root, const std::string& origin) {
   DistillConfig c;
   // The MLA keys are the conversion's; what it leaves are the training keys.
   ConvertConfig convert = convert_config_from(root, origin);

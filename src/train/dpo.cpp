@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <random>
+#include <utility>
 
 #include "ecomla/model_loader.h"
 #include "ecomla/preference_data.h"
@@ -17,6 +18,7 @@
 #include "train/losses.h"
 #include "train/train_state.h"
 #include "train/trainer.h"
+#include "util/fingerprint.h"
 
 namespace ecomla {
 namespace fs = std::filesystem;
@@ -29,7 +31,8 @@ struct PreferenceData {
 };
 
 // Every source's pairs (its ratio of them, chosen by the seed, as the distillation mixer),
-// tokenized, in a seeded order; the last eval_fraction of them held out.
+// tokenized, in a seeded order, the first max_pairs of them kept; the last eval_fraction of
+// those held out.
 PreferenceData load_pairs(const DpoConfig& c, const Tokenizer& tokenizer) {
   std::mt19937_64 rng(static_cast<uint64_t>(c.seed));
   std::vector<TokenizedPair> pairs;
@@ -45,6 +48,9 @@ PreferenceData load_pairs(const DpoConfig& c, const Tokenizer& tokenizer) {
     }
   }
   std::shuffle(pairs.begin(), pairs.end(), rng);
+  if (c.max_pairs > 0 && std::cmp_less(c.max_pairs, pairs.size())) {
+    pairs.resize(static_cast<size_t>(c.max_pairs));
+  }
   const auto held_out =
       static_cast<size_t>(std::llround(c.eval_fraction * static_cast<double>(pairs.size())));
   if (pairs.size() < held_out + 1) {
@@ -84,37 +90,20 @@ train::ResponseBatch pair_batch(const std::vector<TokenizedPair>& pairs,
   return batch;
 }
 
-// 64-bit FNV-1a over the reference model (its path, and the size and time of each file), the
-// compute dtype and every token of the data: the cache of reference log-probabilities belongs
-// to exactly these.
+// The reference model (its path, and the size and time of each file), the compute dtype and
+// every token of the data: the cache of reference log-probabilities belongs to exactly these.
 std::string fingerprint(const DpoConfig& c, const PreferenceData& data, bool bf16) {
-  uint64_t h = 1469598103934665603ULL;
-  auto add = [&](uint64_t v) {
-    for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xff)) * 1099511628211ULL;
-  };
-  for (const char ch : c.model_name_or_path) add(static_cast<uint8_t>(ch));
-  const fs::path model = c.model_name_or_path;
-  std::vector<fs::path> files = {model};
-  if (fs::is_directory(model)) {
-    files.clear();
-    for (const auto& entry : fs::directory_iterator(model)) files.push_back(entry.path());
-    std::sort(files.begin(), files.end());
-  }
-  for (const fs::path& file : files) {
-    if (!fs::is_regular_file(file)) continue;
-    add(fs::file_size(file));
-    add(static_cast<uint64_t>(fs::last_write_time(file).time_since_epoch().count()));
-  }
-  add(bf16);
+  Fingerprint f;
+  f.add_file_stamps(c.model_name_or_path).add(bf16);
   for (const auto* set : {&data.train, &data.held_out}) {
     for (const TokenizedPair& p : *set) {
       for (const auto* part : {&p.prompt, &p.chosen, &p.rejected}) {
-        add(part->size());
-        for (const int32_t id : *part) add(static_cast<uint32_t>(id));
+        f.add(part->size());
+        for (const int32_t id : *part) f.add(static_cast<uint32_t>(id));
       }
     }
   }
-  return fmt::format("{:016x}", h);
+  return f.hex();
 }
 
 // log pi_ref of the chosen and rejected response of every pair, training pairs then held-out

@@ -2,6 +2,7 @@
 // shared TrainingArguments keys are read by train/training_config.
 #include "ecomla/dpo.h"
 #include "ecomla/error.h"
+#include "train/stage_configs.h"
 #include "train/training_config.h"
 #include "util/yaml_config.h"
 
@@ -11,8 +12,10 @@ using yaml_config::value;
 
 DpoConfig read_dpo_config(const std::filesystem::path& path,
                           const std::vector<std::string>& overrides) {
-  const std::string origin = path.string();
-  const YAML::Node root = train::load_config(origin, overrides);
+  return train::dpo_config_from(train::load_config(path.string(), overrides), path.string());
+}
+
+DpoConfig train::dpo_config_from(const YAML::Node& root, const std::string& origin) {
   DpoConfig c;
   train::read_training_config(root, origin, c, [&](const std::string& key, const YAML::Node& v) {
     if (key == "model_name_or_path") {
@@ -38,6 +41,8 @@ DpoConfig read_dpo_config(const std::filesystem::path& path,
       c.max_prompt_length = value<int64_t>(v, key, origin);
     } else if (key == "eval_fraction") {
       c.eval_fraction = value<double>(v, key, origin);
+    } else if (key == "max_pairs") {
+      c.max_pairs = value<int64_t>(v, key, origin);
     } else if (key == "skip_malformed_records") {
       c.skip_malformed_records = value<bool>(v, key, origin);
     } else {
@@ -59,6 +64,7 @@ DpoConfig read_dpo_config(const std::filesystem::path& path,
   if (c.eval_fraction < 0 || c.eval_fraction >= 1) {
     throw FormatError(origin + ": eval_fraction must be in [0, 1)");
   }
+  if (c.max_pairs < 0) throw FormatError(origin + ": max_pairs must not be negative");
   return c;
 }
 

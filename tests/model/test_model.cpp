@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "ecomla/decode_speed.h"
 #include "ecomla/kv_cache.h"
 #include "ecomla/model.h"
 #include "support/tiny_model.h"
@@ -109,6 +110,27 @@ TEST(KvCache, IncrementalDecodingMatchesFullForward) {
       << (incremental - full).abs().max().item<float>();
   EXPECT_EQ(cache.bytes_used(), 2 /*batch*/ * 12 /*tokens*/ * config.kv_values_per_token() * 4);
   EXPECT_THROW(model->forward(at::zeros({2, 5}, at::kLong), &cache), std::length_error);
+}
+
+// Decode speed fills the cache instead of prefilling it: the cache then holds `context`
+// positions of both kinds of layer, and a step after it runs as one after a real prefill.
+TEST(KvCache, FilledWithNoiseHoldsTheContextForTheNextStep) {
+  LlamaForCausalLM model = test::random_model(test::tiny_hybrid_config(false), 4);
+  model->eval();
+  KvCache cache(model->config(), 2, 16, at::kFloat);
+  cache.fill_with_noise(10);
+  EXPECT_EQ(cache.length(), 10);
+  EXPECT_EQ(cache.mla_layer(1).length, 10);
+  const at::Tensor logits = model->forward(at::zeros({2, 1}, at::kLong), &cache);
+  EXPECT_EQ(cache.length(), 11);
+  EXPECT_TRUE(logits.isfinite().all().item<bool>());
+
+  const DecodeSpeed speed = measure_decode_speed(model, 2, 10, 3);
+  EXPECT_GT(speed.tokens_per_s, 0);
+  // GQA layer: K and V of 2 heads x 8; MLA layer: the latent and the RoPE key; 4 bytes each.
+  const auto& mla = std::get<MlaSpec>(model->config().attention[1]);
+  EXPECT_EQ(speed.cache_bytes, 2 * 10 * (2 * 2 * 8 + mla.rank_kv + mla.dim_rope) * 4);
+  EXPECT_THROW(measure_decode_speed(model, 0, 10, 3), std::invalid_argument);
 }
 
 TEST(Model, Bf16StaysCloseToFp32) {

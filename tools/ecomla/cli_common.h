@@ -20,6 +20,7 @@ void add_distill(CLI::App& app);
 void add_dpo(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_synth(CLI::App& app);
+void add_recipe(CLI::App& app);
 
 struct ComputeOptions {
   std::string dtype = "fp32";  // fp32 | bf16

@@ -59,34 +59,6 @@ ConvertConfig merged_config(const Args& a, const CLI::App& cmd, int64_t n_layer)
   return c;
 }
 
-nlohmann::json report_json(const ModelConfig& before, const Conversion& conv) {
-  nlohmann::json layers = nlohmann::json::array();
-  for (const LayerReport& r : conv.layers) {
-    const auto& m = std::get<MlaSpec>(r.spec);
-    layers.push_back({{"layer", r.layer},
-                      {"q_lora_rank", m.rank_q},
-                      {"kv_lora_rank", m.rank_kv},
-                      {"qk_rope_head_dim", m.dim_rope},
-                      {"qk_nope_head_dim", m.dim_nope},
-                      {"v_head_dim", m.dim_v},
-                      {"kv_values_per_token", m.cache_values_per_token()},
-                      {"kv_values_per_token_before", before.layer_kv_values_per_token(r.layer)},
-                      {"q_energy_kept", r.q_energy},
-                      {"kv_energy_kept", r.kv_energy},
-                      {"rope_energy_kept", r.rope_energy}});
-  }
-  const ModelConfig& after = conv.model->config();
-  return {{"kv_values_per_token_before", before.kv_values_per_token()},
-          {"kv_values_per_token", after.kv_values_per_token()},
-          {"kv_bytes_per_token_16bit_before", 2 * before.kv_values_per_token()},
-          {"kv_bytes_per_token_16bit", 2 * after.kv_values_per_token()},
-          {"kv_ratio", static_cast<double>(after.kv_values_per_token()) /
-                           static_cast<double>(before.kv_values_per_token())},
-          {"parameters_before", before.parameter_count()},
-          {"parameters", after.parameter_count()},
-          {"layers", layers}};
-}
-
 void print_report(const nlohmann::json& j) {
   fmt::print(stderr, "{:>5} {:>6} {:>7} {:>5} {:>5} {:>9} {:>8} {:>8} {:>8}\n", "layer", "q rank",
              "kv rank", "rope", "nope", "KV/token", "q kept", "kv kept", "rope kept");
@@ -159,7 +131,7 @@ void add_convert(CLI::App& app) {
     bar.finish();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    nlohmann::json report = report_json(before, conv);
+    nlohmann::json report = conversion_report(before, conv);
     report["source"] = a.model;
     report["init"] = mla_init_name(c.options.init);
     report["calibration"] = c.calib;

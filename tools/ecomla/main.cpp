@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   ecomla::cli::add_dpo(app);
   ecomla::cli::add_generate(app);
   ecomla::cli::add_synth(app);
+  ecomla::cli::add_recipe(app);
   app.parse_complete_callback([&] {
     at::set_num_threads(threads > 0 ? threads
                                     : static_cast<int>(std::thread::hardware_concurrency()));
