@@ -1,6 +1,8 @@
 // Multi-head Latent Attention. Shape legend: see include/ecomla/mla_attention.h.
 #include "ecomla/mla_attention.h"
 
+#include <ATen/ops/baddbmm.h>
+#include <ATen/ops/bmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
@@ -86,6 +88,9 @@ torch::Tensor MlaAttentionImpl::expanded_attention(const torch::Tensor& q_nope,
 // Decoding one token: W_UK is absorbed into the query and W_UV applied after the weighted sum
 // of latents (DeepSeek-V2, section 2.1.2), so the cached latents are never expanded:
 //   score_h(j) = (q_nope,h W_UK,h) . c_j + q_pe,h . k_pe,j      out_h = (sum_j p_hj c_j) W_UV,h^T
+// With one query token the H heads are the rows of one [H, Rkv] x [Rkv, S] product per
+// sequence (every head reads the same latents, as in MQA). Broadcasting the latents over a
+// head dim instead makes at::matmul copy the whole cache H times per layer and step.
 torch::Tensor MlaAttentionImpl::absorbed_attention(const torch::Tensor& q_nope,
                                                    const torch::Tensor& q_pe,
                                                    const torch::Tensor& latent,
@@ -94,12 +99,15 @@ torch::Tensor MlaAttentionImpl::absorbed_attention(const torch::Tensor& q_nope,
   const torch::Tensor w = kv_b_proj->weight.view({h, dn + dv, spec_.rank_kv});
   const torch::Tensor w_uk = w.narrow(1, 0, dn);   // [H, Dn, Rkv]
   const torch::Tensor w_uv = w.narrow(1, dn, dv);  // [H, Dv, Rkv]
-  const torch::Tensor c = latent.unsqueeze(1);     // [B, 1, S, Rkv]
-  const torch::Tensor scores =
-      at::matmul(at::matmul(q_nope, w_uk), c.transpose(-1, -2)) +  // [B, H, 1, S]
-      at::matmul(q_pe, k_pe.unsqueeze(1).transpose(-1, -2));
+  // Per head over the batch: [H, B, Dn] x [H, Dn, Rkv] -> [H, B, Rkv], then back to [B, H, Rkv].
+  const torch::Tensor q_absorbed = at::bmm(q_nope.squeeze(2).transpose(0, 1), w_uk).transpose(0, 1);
+  const torch::Tensor scores = at::baddbmm(at::bmm(q_absorbed, latent.transpose(1, 2)),
+                                           q_pe.squeeze(2), k_pe.transpose(1, 2));  // [B, H, S]
   const torch::Tensor p = (scores * scale).softmax(-1);
-  return at::matmul(at::matmul(p, c), w_uv.transpose(-1, -2));  // [B, H, 1, Dv]
+  const torch::Tensor mixed = at::bmm(p, latent);              // [B, H, Rkv]
+  return at::bmm(mixed.transpose(0, 1), w_uv.transpose(1, 2))  // [H, B, Dv]
+      .transpose(0, 1)
+      .unsqueeze(2);  // [B, H, 1, Dv]
 }
 
 torch::Tensor MlaAttentionImpl::forward(const torch::Tensor& x, MlaLayerCache* cache,
